@@ -1,0 +1,61 @@
+"""The admin listener (contract §7): liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from cxstream.keys import CONFIG, JOURNAL, LIFECYCLE, METRICS
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def _writable(path: Path) -> bool:
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            return True
+    except OSError:
+        return False
+
+
+async def readyz(request: web.Request) -> web.Response:
+    app = request.app
+    life, cfg = app[LIFECYCLE], app[CONFIG]
+    checks = {
+        "listening": life.listening and not life.draining,
+        "journal": await app[JOURNAL].healthy(),
+        "storage": await asyncio.to_thread(_writable, cfg.storage.dir),
+    }
+    ok = all(checks.values())
+    return web.json_response(
+        {"status": "ready" if ok else "not ready", "checks": checks}, status=200 if ok else 503
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    counts = await app[JOURNAL].counts()
+    m = app[METRICS]
+    m.queued.set(counts["queued"])
+    m.backlog.set(counts["archive_backlog"])
+    body = await asyncio.to_thread(generate_latest, m.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_admin_app(main: web.Application) -> web.Application:
+    app = web.Application()
+    for key in (CONFIG, JOURNAL, LIFECYCLE, METRICS):
+        app[key] = main[key]  # type: ignore[index]
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+__all__ = ["build_admin_app"]

@@ -1,0 +1,110 @@
+"""One structlog pipeline, built once per process and passed down (no global config).
+
+Every line is one JSON object with ``ts``, ``level`` and ``event`` first. The
+redaction processor runs last before rendering, so no caller can leak a secret
+by naming a key carelessly or by passing an exception text that quotes one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from contextlib import suppress
+from typing import IO, Any
+
+import orjson
+import structlog
+
+REDACTED = "[redacted]"
+# Keys whose values are never written, whatever they hold.
+_DENY = frozenset(
+    {
+        "authorization",
+        "token",
+        "access_token",
+        "secret",
+        "client_secret",
+        "signature",
+        "webhook-signature",
+        "webhook_signature",
+        "password",
+        "cookie",
+    }
+)
+
+AuditLog = structlog.typing.FilteringBoundLogger
+
+
+class _Redactor:
+    """Drops deny-listed keys and masks known secret values wherever they appear."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = tuple(s for s in secrets if len(s) >= 8)
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self._secrets:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            if "Bearer " in value:
+                value = value.split("Bearer ", 1)[0] + "Bearer " + REDACTED
+            return value
+        if isinstance(value, dict):
+            return {k: REDACTED if k.lower() in _DENY else self._scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrub(v) for v in value]
+        return value
+
+    def __call__(
+        self, _logger: Any, _name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key in list(event):
+            if key.lower() in _DENY:
+                del event[key]
+            else:
+                event[key] = self._scrub(event[key])
+        return event
+
+
+def _order(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
+    head = {k: event.pop(k) for k in ("ts", "level", "event") if k in event}
+    return {**head, **event}
+
+
+def _default(value: Any) -> Any:
+    # Paths, exceptions and the odd Secret: render as text, never crash the trail.
+    return str(value)
+
+
+def _render(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> bytes:
+    return orjson.dumps(event, default=_default)
+
+
+def open_audit(path: str, secrets: Iterable[str] = ()) -> tuple[AuditLog, IO[bytes] | None]:
+    """The audit logger and the file it owns (None for stdout), to close at exit."""
+    owned: IO[bytes] | None = None
+    if path == "-":
+        stream: IO[bytes] = sys.stdout.buffer
+    else:
+        owned = stream = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by the caller
+    logger = structlog.wrap_logger(
+        structlog.BytesLogger(stream),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            structlog.processors.format_exc_info,
+            _Redactor(secrets),
+            _order,
+            _render,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=True,
+    )
+    return logger, owned
+
+
+def close_audit(owned: IO[bytes] | None) -> None:
+    if owned is not None:
+        with suppress(OSError):
+            owned.close()

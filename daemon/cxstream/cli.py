@@ -1,0 +1,100 @@
+"""``cxstream``: run, check-config, sim, demo, audit-report.
+
+Bad input is one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import NoReturn
+
+from cxstream import __version__
+from cxstream.config import ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cxstream", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"cxstream {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", help="TOML file (default: built-in defaults + environment)")
+    check = sub.add_parser("check-config", help="validate a configuration and exit")
+    check.add_argument("--config", help="TOML file")
+    sub.add_parser("sim", help="run the built-in CXone simulator", add_help=False)
+    demo = sub.add_parser("demo", help="the main job, end to end, on the simulator")
+    demo.add_argument("--keep", action="store_true", help="keep the demo's files")
+    report = sub.add_parser("audit-report", help="summarise an audit log per hour")
+    report.add_argument("file", help="NDJSON audit file, '-' for stdin")
+    report.add_argument("--json", action="store_true", help="JSON instead of a table")
+    return parser
+
+
+def _diagnostics() -> None:
+    # Diagnostics go to stderr so that stdout can carry nothing but NDJSON.
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sim"]:
+        from cxstream.sim.cli import main as sim_main
+
+        return sim_main(argv[1:])
+    args = _parser().parse_args(argv)
+    _diagnostics()
+    if args.command in ("run", "check-config"):
+        return _run(args.command, args.config)
+    if args.command == "demo":
+        from cxstream.demo import main as demo_main
+
+        return demo_main(keep=args.keep)
+    if args.command == "audit-report":
+        from cxstream.report import main as report_main
+
+        return report_main(args.file, as_json=args.json)
+    return 2
+
+
+def _run(command: str, path: str | None) -> int:
+    from cxstream import config as config_mod
+
+    try:
+        cfg = config_mod.load(path)
+    except ConfigError as exc:
+        print(f"cxstream: config: {exc}", file=sys.stderr)
+        return 2
+    if command == "check-config":
+        print(f"cxstream: config ok: {cfg.source}", file=sys.stderr)
+        return 0
+    from cxstream.audit.log import close_audit, open_audit
+    from cxstream.daemon import StartError, run
+
+    secrets = [cfg.webhook.secret.reveal(), cfg.cxone.client_secret.reveal()]
+    if cfg.archive.secret is not None:
+        secrets.append(cfg.archive.secret.reveal())
+    try:
+        audit, owned = open_audit(cfg.audit.path, secrets)
+    except OSError as exc:
+        print(f"cxstream: config: audit.path: cannot open: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(run(cfg, audit))
+    except StartError as exc:
+        print(f"cxstream: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    finally:
+        close_audit(owned)
+    return 0

@@ -1,0 +1,366 @@
+"""Configuration: one TOML file, environment overrides, secrets from files.
+
+Precedence, lowest to highest: built-in defaults, the TOML file,
+``CXSTREAM_<SECTION>_<KEY>`` environment variables. A secret may come instead
+from ``<key>_file`` (path) or from ``$CREDENTIALS_DIRECTORY/<section>_<key>``
+(a systemd credential), so it never has to sit in the unit or the file.
+Everything is validated once, at start, into frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+CODECS = ("opus", "pcm")
+
+
+class ConfigError(Exception):
+    """A bad configuration value; ``str()`` is one line naming the key."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+
+
+class Secret:
+    """A string that refuses to show itself in reprs, logs and tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    listen: HostPort
+    secret: Secret
+    max_body_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CxoneConfig:
+    base_url: str
+    token_url: str
+    client_id: str
+    client_secret: Secret
+    codecs: tuple[str, ...]
+    connect_timeout_s: float = 10.0
+    token_refresh_margin_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamsConfig:
+    concurrency: int
+    idle_timeout_s: float
+    max_attempts: int
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 60.0
+    checkpoint_bytes: int = 4 * 1024 * 1024
+    chunk_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    dir: Path
+    state_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveConfig:
+    url: str
+    secret: Secret | None
+    timeout_s: float = 30.0
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    listen: HostPort
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    webhook: WebhookConfig
+    cxone: CxoneConfig
+    streams: StreamsConfig
+    storage: StorageConfig
+    archive: ArchiveConfig
+    audit: AuditConfig
+    admin: AdminConfig
+    source: str = field(default="<defaults>", compare=False)
+
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "webhook": {"listen": "127.0.0.1:8600", "max_body_bytes": 65536},
+    "cxone": {
+        "codecs": ["opus", "pcm"],
+        "connect_timeout_s": 10.0,
+        "token_refresh_margin_s": 60.0,
+    },
+    "streams": {
+        "concurrency": 8,
+        "idle_timeout_s": 15.0,
+        "max_attempts": 10,
+        "backoff_base_s": 0.5,
+        "backoff_cap_s": 60.0,
+        "checkpoint_bytes": 4 * 1024 * 1024,
+        "chunk_bytes": 64 * 1024,
+    },
+    "storage": {"dir": "/var/lib/cxstream/recordings", "state_dir": "/var/lib/cxstream/state"},
+    "archive": {"url": "", "timeout_s": 30.0, "backoff_base_s": 1.0, "backoff_cap_s": 300.0},
+    "audit": {"path": "-"},
+    "admin": {"listen": "127.0.0.1:8602"},
+}
+SECRETS = {("webhook", "secret"), ("cxone", "client_secret"), ("archive", "secret")}
+_ENV_PREFIX = "CXSTREAM_"
+
+
+def _merge_env(raw: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    for name, value in env.items():
+        if not name.startswith(_ENV_PREFIX):
+            continue
+        rest = name[len(_ENV_PREFIX) :].lower()
+        for section in DEFAULTS:
+            if rest.startswith(section + "_") and len(rest) > len(section) + 1:
+                raw.setdefault(section, {})[rest[len(section) + 1 :]] = value
+                break
+
+
+def _read_secret_file(key: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        # The path is not secret; the reason is the OS's, never the content.
+        raise ConfigError(
+            key, f"cannot read secret file {path!r}: {exc.__class__.__name__}"
+        ) from None
+
+
+def _resolve_secrets(raw: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    creds = env.get("CREDENTIALS_DIRECTORY")
+    for section, key in SECRETS:
+        values = raw.setdefault(section, {})
+        file_key = f"{key}_file"
+        if values.get(file_key):
+            values[key] = _read_secret_file(f"{section}.{file_key}", str(values.pop(file_key)))
+        elif creds and not values.get(key):
+            cred = Path(creds) / f"{section}_{key}"
+            if cred.is_file():
+                values[key] = _read_secret_file(f"{section}.{key}", str(cred))
+        values.pop(file_key, None)
+
+
+class _Section:
+    """Typed reads from one section, each failure naming its key."""
+
+    def __init__(self, name: str, values: dict[str, Any]) -> None:
+        self.name = name
+        self.values = values
+        known = set(DEFAULTS[name]) | {k for s, k in SECRETS if s == name}
+        known |= {"base_url", "token_url", "client_id"} if name == "cxone" else set()
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"{name}.{key}", "unknown key")
+
+    def key(self, key: str) -> str:
+        return f"{self.name}.{key}"
+
+    def get(self, key: str) -> Any:
+        if key not in self.values:
+            raise ConfigError(self.key(key), "is required")
+        return self.values[key]
+
+    def string(self, key: str) -> str:
+        value = self.get(key)
+        if not isinstance(value, str):
+            raise ConfigError(self.key(key), f"expected a string, got {type(value).__name__}")
+        return value
+
+    def number(self, key: str, kind: type[int] | type[float], lo: float, hi: float) -> Any:
+        value = self.get(key)
+        if isinstance(value, str):
+            try:
+                value = kind(value.strip())
+            except ValueError:
+                raise ConfigError(self.key(key), f"expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(self.key(key), f"expected a number, got {value!r}")
+        if kind is int and value != int(value):
+            raise ConfigError(self.key(key), f"expected a whole number, got {value!r}")
+        if not lo <= value <= hi:
+            raise ConfigError(self.key(key), f"must be between {lo:g} and {hi:g}, got {value!r}")
+        return kind(value)
+
+    def listen(self, key: str) -> HostPort:
+        value = self.string(key)
+        match = re.fullmatch(r"\[?([^\[\]]*?)\]?:(\d{1,5})", value)
+        if not match or not match.group(1) or not 0 <= int(match.group(2)) <= 65535:
+            raise ConfigError(self.key(key), f"expected host:port, got {value!r}")
+        return HostPort(match.group(1), int(match.group(2)))
+
+    def url(self, key: str, *, optional: bool = False) -> str:
+        value = self.string(key).strip()
+        if optional and not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(self.key(key), f"expected an http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    def whsec(self, key: str, *, optional: bool = False) -> Secret | None:
+        value = self.values.get(key, "")
+        if not isinstance(value, str):
+            raise ConfigError(self.key(key), "expected a string")
+        if not value:
+            if optional:
+                return None
+            raise ConfigError(self.key(key), f"is required (or {key}_file)")
+        # Never echo the value: a near-miss secret is still a secret.
+        if not value.startswith("whsec_"):
+            raise ConfigError(self.key(key), "must start with 'whsec_'")
+        try:
+            decoded = base64.b64decode(value[6:], validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(self.key(key), "is not valid base64 after 'whsec_'") from None
+        if len(decoded) < 16:
+            raise ConfigError(self.key(key), "must decode to at least 16 bytes")
+        return Secret(value)
+
+    def codecs(self, key: str) -> tuple[str, ...]:
+        value = self.get(key)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.strip("[]").replace('"', "").split(",") if v.strip()]
+        if not isinstance(value, list) or not value:
+            raise ConfigError(self.key(key), "expected a non-empty list of codecs")
+        for codec in value:
+            if codec not in CODECS:
+                raise ConfigError(self.key(key), f"unknown codec {codec!r} (known: opus, pcm)")
+        if len(set(value)) != len(value):
+            raise ConfigError(self.key(key), "lists a codec twice")
+        return tuple(value)
+
+
+def load(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read, merge and validate; raises ConfigError with a one-line reason."""
+    env = os.environ if env is None else env
+    raw: dict[str, dict[str, Any]] = {s: dict(v) for s, v in DEFAULTS.items()}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as fh:
+                doc = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError("config", f"cannot read {source}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("config", f"{source} is not valid TOML: {exc}") from None
+        for section, values in doc.items():
+            if section not in DEFAULTS:
+                raise ConfigError(section, "unknown section")
+            if not isinstance(values, dict):
+                raise ConfigError(section, "expected a table")
+            raw[section].update(values)
+    _merge_env(raw, env)
+    _resolve_secrets(raw, env)
+    return _validate(raw, source)
+
+
+def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
+    s = {name: _Section(name, raw.get(name, {})) for name in DEFAULTS}
+    wh, cx, st, sto, ar = s["webhook"], s["cxone"], s["streams"], s["storage"], s["archive"]
+    webhook_secret = wh.whsec("secret")
+    assert webhook_secret is not None
+    client_secret = cx.values.get("client_secret")
+    if not isinstance(client_secret, str) or not client_secret:
+        raise ConfigError("cxone.client_secret", "is required (or client_secret_file)")
+    client_id = cx.string("client_id")
+    if not client_id:
+        raise ConfigError("cxone.client_id", "must not be empty")
+    archive_url = ar.url("url", optional=True)
+    archive_secret = ar.whsec("secret", optional=True)
+    if archive_url and archive_secret is None:
+        raise ConfigError("archive.secret", "is required when archive.url is set")
+    data_dir, state_dir = Path(sto.string("dir")), Path(sto.string("state_dir"))
+    if data_dir.resolve() == state_dir.resolve():
+        raise ConfigError("storage.state_dir", "must differ from storage.dir")
+    audit_path = s["audit"].string("path")
+    if not audit_path:
+        raise ConfigError("audit.path", "must be '-' (stdout) or a file path")
+    return Config(
+        webhook=WebhookConfig(
+            listen=wh.listen("listen"),
+            secret=webhook_secret,
+            max_body_bytes=wh.number("max_body_bytes", int, 1024, 16 * 1024 * 1024),
+        ),
+        cxone=CxoneConfig(
+            base_url=cx.url("base_url"),
+            token_url=cx.url("token_url"),
+            client_id=client_id,
+            client_secret=Secret(client_secret),
+            codecs=cx.codecs("codecs"),
+            connect_timeout_s=cx.number("connect_timeout_s", float, 0.1, 300),
+            token_refresh_margin_s=cx.number("token_refresh_margin_s", float, 0, 3600),
+        ),
+        streams=StreamsConfig(
+            concurrency=st.number("concurrency", int, 1, 256),
+            idle_timeout_s=st.number("idle_timeout_s", float, 0.1, 3600),
+            max_attempts=st.number("max_attempts", int, 1, 1000),
+            backoff_base_s=st.number("backoff_base_s", float, 0.0, 3600),
+            backoff_cap_s=st.number("backoff_cap_s", float, 0.0, 86400),
+            checkpoint_bytes=st.number("checkpoint_bytes", int, 64 * 1024, 1 << 40),
+            chunk_bytes=st.number("chunk_bytes", int, 1024, 16 * 1024 * 1024),
+        ),
+        storage=StorageConfig(dir=data_dir, state_dir=state_dir),
+        archive=ArchiveConfig(
+            url=archive_url,
+            secret=archive_secret,
+            timeout_s=ar.number("timeout_s", float, 0.1, 3600),
+            backoff_base_s=ar.number("backoff_base_s", float, 0.0, 3600),
+            backoff_cap_s=ar.number("backoff_cap_s", float, 0.0, 86400),
+        ),
+        audit=AuditConfig(path=audit_path),
+        admin=AdminConfig(listen=s["admin"].listen("listen")),
+        source=source,
+    )

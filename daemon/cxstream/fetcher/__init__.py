@@ -1,0 +1,1 @@
+"""The fetcher: token, metadata, and the persistent GET loops that stream audio."""

@@ -1,0 +1,165 @@
+"""The CXone recording API (contract §1) as typed calls; errors classified here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from cxstream.config import CxoneConfig
+from cxstream.fetcher.errors import (
+    CodecUnavailable,
+    FetchError,
+    PermanentError,
+    SegmentLimit,
+    parse_retry_after,
+)
+from cxstream.fetcher.token import TokenSource
+from cxstream.planner import Batch, Segment
+
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CodecInfo:
+    content_type: str
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingMeta:
+    recording_id: str
+    duration_seconds: int
+    max_duration: int
+    max_segments: int
+    segments: tuple[Segment, ...]
+    codecs: dict[str, CodecInfo]
+
+
+def parse_metadata(raw: Any) -> RecordingMeta:
+    try:
+        codecs = {
+            name: CodecInfo(str(c["contentType"]), int(c["bytes"]), str(c["sha256"]).lower())
+            for name, c in raw["codecs"].items()
+        }
+        segments = tuple(Segment(int(s["offset"]), int(s["duration"])) for s in raw["segments"])
+        meta = RecordingMeta(
+            recording_id=str(raw["recordingId"]),
+            duration_seconds=int(raw.get("durationSeconds", sum(s.duration for s in segments))),
+            max_duration=int(raw["maxDuration"]),
+            max_segments=int(raw["maxSegmentsPerRequest"]),
+            segments=segments,
+            codecs=codecs,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise FetchError("metadata_malformed") from None
+    if not segments or meta.max_segments < 1 or meta.max_duration < 1:
+        raise FetchError("metadata_malformed")
+    return meta
+
+
+async def _error_from(resp: aiohttp.ClientResponse) -> FetchError:
+    """Turn a non-audio answer into the exception that says what to do next."""
+    try:
+        raw = await resp.content.read(_ERROR_BODY_LIMIT)
+        body = orjson.loads(raw) if raw else {}
+    except (aiohttp.ClientError, orjson.JSONDecodeError, TimeoutError):
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    code = str(body.get("error") or f"http_{resp.status}")[:64]
+    status = resp.status
+    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+    if status == 406:
+        return CodecUnavailable(code, status=status)
+    if status == 413:
+        limit = body.get("maxSegments")
+        return SegmentLimit(
+            code, status=status, max_segments=limit if isinstance(limit, int) else None
+        )
+    if status in (400, 404, 416) or (400 <= status < 500 and status not in (401, 408, 429)):
+        return PermanentError(code, status=status)
+    return FetchError(code, status=status, retry_after=retry_after)
+
+
+class CxoneClient:
+    def __init__(
+        self, session: aiohttp.ClientSession, config: CxoneConfig, tokens: TokenSource
+    ) -> None:
+        self._session = session
+        self._base = config.base_url
+        self._tokens = tokens
+
+    def _url(self, recording_id: str, suffix: str = "") -> str:
+        return f"{self._base}/api/v2/recordings/{quote(recording_id, safe='')}{suffix}"
+
+    @asynccontextmanager
+    async def _get(
+        self, url: str, params: dict[str, str] | None, headers: dict[str, str]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET with the bearer token; a 401 refreshes it and repeats the call once."""
+        for second_try in (False, True):
+            token = await self._tokens.get()
+            resp = await self._session.get(
+                url,
+                params=params,
+                headers={**headers, "Authorization": f"Bearer {token}"},
+                allow_redirects=False,
+            )
+            if resp.status == 401 and not second_try:
+                resp.release()
+                self._tokens.invalidate(token)
+                continue
+            try:
+                yield resp
+            finally:
+                resp.release()
+            return
+
+    async def metadata(self, recording_id: str) -> RecordingMeta:
+        try:
+            async with self._get(self._url(recording_id), None, {}) as resp:
+                if resp.status != 200:
+                    raise await _error_from(resp)
+                try:
+                    raw = orjson.loads(await resp.read())
+                except orjson.JSONDecodeError:
+                    raise FetchError("metadata_malformed") from None
+        except aiohttp.ClientError as exc:
+            raise FetchError(f"metadata_unreachable: {exc.__class__.__name__}") from None
+        return parse_metadata(raw)
+
+    @asynccontextmanager
+    async def stream(
+        self, recording_id: str, codec: str, batch: Batch, max_duration: int, start: int
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Open one stream request; yields a 200/206 whose body is audio, else raises."""
+        params = {
+            "offsets": batch.offsets_param,
+            "codec": codec,
+            "maxDuration": str(max_duration),
+        }
+        # identity: a compressed representation would make Range offsets and
+        # Repr-Digest refer to different bytes.
+        headers = {"Accept-Encoding": "identity"}
+        if start:
+            headers["Range"] = f"bytes={start}-"
+        async with self._get(self._url(recording_id, "/stream"), params, headers) as resp:
+            if resp.status not in (200, 206):
+                raise await _error_from(resp)
+            ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if ctype == "application/json" or ctype.endswith("+json"):
+                # A JSON error wearing status 200: never audio, never written.
+                err = await _error_from(resp)
+                raise FetchError(
+                    err.code if err.code != "http_200" else "json_with_200",
+                    status=200,
+                    retry_after=err.retry_after,
+                )
+            yield resp

@@ -1,0 +1,78 @@
+"""A bounded pool of persistent loops, each taking the next job from the journal.
+
+Workers sleep on an event the webhook sets after a commit (and poll slowly
+as a safety net), so a job starts within milliseconds of its 202. Stopping
+cancels the loops; each job's own cancellation path writes its checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from cxstream.audit import AuditLog
+from cxstream.fetcher.job import JobRunner
+from cxstream.journal import Journal, JournalError
+
+_POLL_S = 1.0
+log = logging.getLogger(__name__)
+
+
+class WorkerPool:
+    def __init__(self, *, journal: Journal, runner: JobRunner, size: int, audit: AuditLog) -> None:
+        self._journal = journal
+        self._audit = audit
+        self._runner = runner
+        self._size = size
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._loop(), name=f"cxstream-worker-{i}")
+            for i in range(self._size)
+        ]
+
+    async def stop(self, timeout_s: float) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout_s)
+        self._tasks = []
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                job = await self._journal.claim()
+            except JournalError as exc:
+                log.error("journal unavailable, workers waiting: %s", exc)
+                job = None
+            if job is None:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_POLL_S):
+                        await self._wake.wait()
+                continue
+            # Another idle worker may take the next job while this one streams.
+            self._wake.set()
+            try:
+                await self._runner.run(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A bug must not kill the loop, nor spin on a poison job: the
+                # job is dead-lettered, visibly; the traceback goes to stderr.
+                log.exception("job %s crashed", job.recording_id)
+                error = f"internal_error: {exc.__class__.__name__}"
+                with contextlib.suppress(JournalError):
+                    await self._journal.fail(job.id, job.attempts + 1, error)
+                self._audit.error(
+                    "recording.failed",
+                    recording_id=job.recording_id,
+                    error=error,
+                    attempts=job.attempts + 1,
+                )

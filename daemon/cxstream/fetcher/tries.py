@@ -1,0 +1,64 @@
+"""The attempt budget of one job: count, persist, audit, wait, or give up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from cxstream.audit import AuditLog
+from cxstream.fetcher.errors import Backoff, FetchError
+from cxstream.metrics import Metrics
+
+
+class GiveUp(Exception):
+    def __init__(self, last: FetchError) -> None:
+        super().__init__(last.code)
+        self.last = last
+
+
+class Tries:
+    """``attempts`` is 1 + the failures so far, carried across restarts by the journal."""
+
+    def __init__(
+        self,
+        *,
+        failures: int,
+        max_attempts: int,
+        backoff: Backoff,
+        audit: AuditLog,
+        metrics: Metrics,
+        persist: Callable[[int, str], Awaitable[None]],
+    ) -> None:
+        self.failures = failures
+        self._max = max_attempts
+        self._backoff = backoff
+        self._audit = audit
+        self._metrics = metrics
+        self._persist = persist
+
+    @property
+    def attempts(self) -> int:
+        return self.failures + 1
+
+    async def failed(self, err: FetchError, *, immediate: bool = False) -> None:
+        """Account for ``err``; return when the next attempt may start, or raise GiveUp."""
+        self.failures += 1
+        self._metrics.retries.labels(reason=err.code.split(":")[0]).inc()
+        await self._persist(self.failures, err.code)
+        if self.failures >= self._max:
+            raise GiveUp(err)
+        if err.retry_after is not None:
+            delay = min(err.retry_after, self._backoff.cap)
+        elif immediate and self.failures == 1:
+            delay = 0.0
+        else:
+            delay = self._backoff.delay(self.failures)
+        self._audit.warning(
+            "stream.retry",
+            status=err.status,
+            error=err.code,
+            delay_s=round(delay, 3),
+            attempt=self.attempts,
+        )
+        if delay:
+            await asyncio.sleep(delay)

@@ -1,0 +1,1 @@
+"""Container formats the archive writes or checks: Ogg pages and RIFF/WAVE."""

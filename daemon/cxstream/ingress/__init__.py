@@ -1,0 +1,1 @@
+"""Ingress: signed CXone webhooks in, durable jobs out."""

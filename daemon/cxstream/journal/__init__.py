@@ -1,0 +1,23 @@
+"""The journal: where a job becomes durable before CXone ever hears of it."""
+
+from cxstream.journal.base import (
+    Announcement,
+    Checkpoint,
+    Enqueued,
+    Job,
+    JobRequest,
+    Journal,
+    JournalError,
+)
+from cxstream.journal.sqlite import SqliteJournal
+
+__all__ = [
+    "Announcement",
+    "Checkpoint",
+    "Enqueued",
+    "Job",
+    "JobRequest",
+    "Journal",
+    "JournalError",
+    "SqliteJournal",
+]

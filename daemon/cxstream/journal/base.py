@@ -1,0 +1,123 @@
+"""The journal's interface and the records that cross it.
+
+Kept to what a second backend (PostgreSQL, for several nodes sharing one
+queue) must provide: every method is one transaction, and ``claim`` is the
+only way a job leaves the queue, so two workers can never hold the same job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class JournalError(Exception):
+    """The journal could not record something (disk full, locked, corrupt)."""
+
+
+class Enqueued(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """What a verified webhook asks for."""
+
+    webhook_id: str
+    recording_id: str
+    contact_id: str | None
+    codec: str | None
+    offsets: tuple[int, ...] | None
+    day: str  # "YYYY/MM/DD": the folder the recording is filed under
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """How far a job got: enough to resume after a crash without a re-download.
+
+    ``done`` counts the wanted segments already complete in the part file;
+    ``batch`` is the batch in flight, whose bytes start at ``batch_start`` and
+    are durable up to ``offset`` (both file positions).
+    """
+
+    codec: str
+    done: int
+    batch: tuple[int, ...]
+    batch_start: int
+    offset: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "codec": self.codec,
+            "done": self.done,
+            "batch": list(self.batch),
+            "batch_start": self.batch_start,
+            "offset": self.offset,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Checkpoint:
+        return cls(
+            codec=str(raw["codec"]),
+            done=int(raw["done"]),
+            batch=tuple(int(o) for o in raw["batch"]),
+            batch_start=int(raw["batch_start"]),
+            offset=int(raw["offset"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    recording_id: str
+    contact_id: str | None
+    codec: str | None
+    offsets: tuple[int, ...] | None
+    day: str
+    attempts: int
+    checkpoint: Checkpoint | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """One archive callback, delivered at least once under a fixed webhook-id."""
+
+    id: int
+    webhook_id: str
+    recording_id: str
+    body: bytes
+    attempts: int
+    next_at: float
+
+
+class Journal(Protocol):
+    async def enqueue(self, request: JobRequest) -> Enqueued: ...
+    async def requeue_running(self) -> int: ...
+    async def claim(self) -> Job | None: ...
+    async def save_progress(
+        self, job_id: int, attempts: int, checkpoint: Checkpoint | None, error: str | None
+    ) -> None: ...
+    async def release(self, job_id: int) -> None: ...
+    async def complete(
+        self, job_id: int, attempts: int, result: dict[str, Any], announcement: bytes | None
+    ) -> None: ...
+    async def fail(self, job_id: int, attempts: int, error: str) -> None: ...
+    async def due_announcements(self, now: float, limit: int) -> list[Announcement]: ...
+    async def delivered(self, announcement_id: int) -> None: ...
+    async def reschedule(
+        self, announcement_id: int, attempts: int, next_at: float, error: str
+    ) -> None: ...
+    async def next_announcement_at(self) -> float | None: ...
+    async def counts(self) -> dict[str, int]: ...
+    async def healthy(self) -> bool: ...
+    async def close(self) -> None: ...

@@ -1,0 +1,39 @@
+"""Prometheus metrics, in a registry of our own so nothing is process-global."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_DURATION = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.webhooks = Counter("cxstream_webhooks", "Webhooks by outcome", ["outcome"], registry=r)
+        self.recordings = Counter(
+            "cxstream_recordings", "Recordings by outcome", ["outcome"], registry=r
+        )
+        self.bytes = Counter("cxstream_stream_bytes", "Audio bytes received", registry=r)
+        self.requests = Counter(
+            "cxstream_stream_requests", "Stream GETs by status", ["status"], registry=r
+        )
+        self.stalls = Counter("cxstream_stream_stalls", "Streams the watchdog cut", registry=r)
+        self.retries = Counter(
+            "cxstream_stream_retries", "Retries by reason", ["reason"], registry=r
+        )
+        self.ttfb = Histogram(
+            "cxstream_ttfb_seconds", "First audio byte latency", buckets=_LATENCY, registry=r
+        )
+        self.duration = Histogram(
+            "cxstream_recording_seconds", "Recording fetch time", buckets=_DURATION, registry=r
+        )
+        self.active = Gauge("cxstream_active_streams", "Streams in flight", registry=r)
+        self.queued = Gauge("cxstream_jobs_queued", "Jobs waiting in the journal", registry=r)
+        self.archive = Counter(
+            "cxstream_archive_calls", "Archive callbacks by outcome", ["outcome"], registry=r
+        )
+        self.backlog = Gauge(
+            "cxstream_archive_backlog", "Announcements not yet delivered", registry=r
+        )

@@ -1,0 +1,183 @@
+"""The part file: a recording being written, under a name no reader trusts.
+
+It lives in the final directory (so publishing is one rename on one
+filesystem) as ``.<recordingId>.<ext>.part``: a fixed name, so that after a
+crash the next attempt finds it and resumes from the journal's checkpoint.
+Two hashes run as bytes land: the current batch's (checked against the
+response's ``Repr-Digest``) and the whole source's (checked against the
+metadata). Restarting a batch rolls both back to the batch's first byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+import aiofiles.os
+
+from cxstream.formats import wav
+
+_REHASH_CHUNK = 1024 * 1024
+
+
+def _sha() -> Any:
+    return hashlib.sha256()
+
+
+class PartFile:
+    def __init__(self, final_path: Path, codec: str) -> None:
+        self.final_path = final_path
+        self.path = final_path.with_name(f".{final_path.name}.part")
+        self.codec = codec
+        self.data_start = wav.HEADER_BYTES if codec == "pcm" else 0
+        self.position = self.data_start
+        self.batch_start = self.data_start
+        self._fh: Any = None
+        self._source = _sha()
+        self._source_at_batch = _sha()
+        self._batch = _sha()
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def create(self) -> None:
+        await aiofiles.os.makedirs(self.path.parent, exist_ok=True)
+        self._fh = await aiofiles.open(self.path, "w+b")
+        if self.data_start:
+            # Placeholder: the real sizes are only known once the last byte is in.
+            await self._fh.write(wav.header(0))
+        self.position = self.batch_start = self.data_start
+        self._source = _sha()
+        self.begin_batch()
+
+    async def resume(self, batch_start: int, offset: int) -> bool:
+        """Reopen after a crash, keeping [data_start, offset); False if the file can't serve."""
+        try:
+            size = (await aiofiles.os.stat(self.path)).st_size
+        except FileNotFoundError:
+            return False
+        if not self.data_start <= batch_start <= offset <= size:
+            return False
+        self._fh = await aiofiles.open(self.path, "r+b")
+        # Bytes past the checkpoint were never fsynced as a unit: drop them.
+        await self._fh.truncate(offset)
+        self._source = _sha()
+        await self._hash_range(self.data_start, batch_start, self._source)
+        self.position = batch_start
+        self.begin_batch()
+        await self._hash_range(batch_start, offset, self._batch, self._source)
+        self.position = offset
+        await self._fh.seek(offset)
+        return True
+
+    async def _hash_range(self, start: int, end: int, *digests: Any) -> None:
+        await self._fh.seek(start)
+        remaining = end - start
+        while remaining > 0:
+            chunk = await self._fh.read(min(_REHASH_CHUNK, remaining))
+            if not chunk:
+                break
+            for digest in digests:
+                digest.update(chunk)
+            remaining -= len(chunk)
+
+    @property
+    def is_open(self) -> bool:
+        return self._fh is not None
+
+    async def close(self) -> None:
+        if self._fh is not None:
+            await self._fh.close()
+            self._fh = None
+
+    async def discard(self) -> None:
+        await self.close()
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.remove(self.path)
+
+    # -- batches ----------------------------------------------------------
+
+    def begin_batch(self) -> None:
+        self.batch_start = self.position
+        self._source_at_batch = self._source.copy()
+        self._batch = _sha()
+
+    async def restart_batch(self) -> None:
+        """Forget everything the current batch wrote (a 200 to a resume, a bad digest)."""
+        await self._fh.truncate(self.batch_start)
+        await self._fh.seek(self.batch_start)
+        self.position = self.batch_start
+        self._source = self._source_at_batch.copy()
+        self._batch = _sha()
+
+    @property
+    def batch_bytes(self) -> int:
+        return self.position - self.batch_start
+
+    @property
+    def source_bytes(self) -> int:
+        return self.position - self.data_start
+
+    def batch_digest(self) -> bytes:
+        return self._batch.digest()
+
+    def source_sha256(self) -> str:
+        return self._source.hexdigest()
+
+    async def write(self, chunk: bytes) -> None:
+        await self._fh.write(chunk)
+        self._batch.update(chunk)
+        self._source.update(chunk)
+        self.position += len(chunk)
+
+    async def sync(self) -> None:
+        await self._fh.flush()
+        await asyncio.to_thread(os.fsync, self._fh.fileno())
+
+    # -- publishing -------------------------------------------------------
+
+    async def seal(self) -> str:
+        """Write the final header, fsync, and return the sha256 of the file as it will be."""
+        if self.data_start:
+            await self._fh.seek(0)
+            await self._fh.write(wav.header(self.source_bytes))
+            await self._fh.seek(self.position)
+        await self.sync()
+        if not self.data_start:
+            return self.source_sha256()
+        # The header is only known now, and sha256 cannot be prepended to:
+        # read the file back (this also proves what is on disk).
+        digest = _sha()
+        await self._hash_range(0, self.position, digest)
+        return digest.hexdigest()
+
+    async def publish(self) -> None:
+        await self.close()
+        await aiofiles.os.replace(self.path, self.final_path)
+        await fsync_dir(self.final_path.parent)
+
+
+async def fsync_dir(path: Path) -> None:
+    def _sync() -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    await asyncio.to_thread(_sync)
+
+
+async def write_atomic(path: Path, data: bytes) -> None:
+    """Small files (the sidecar): temp name, fsync, rename, fsync the directory."""
+    tmp = path.with_name(f".{path.name}.part")
+    async with aiofiles.open(tmp, "wb") as fh:
+        await fh.write(data)
+        await fh.flush()
+        await asyncio.to_thread(os.fsync, fh.fileno())
+    await aiofiles.os.replace(tmp, path)
+    await fsync_dir(path.parent)
