@@ -31,8 +31,12 @@ CLIENT_SECRET = "client-secret-never-logged-42"
 Event = dict[str, Any]
 
 
-def sign(body: bytes, secret: str = WEBHOOK_SECRET, webhook_id: str | None = None,
-         when: datetime | None = None) -> dict[str, str]:
+def sign(
+    body: bytes,
+    secret: str = WEBHOOK_SECRET,
+    webhook_id: str | None = None,
+    when: datetime | None = None,
+) -> dict[str, str]:
     wid = webhook_id or f"msg_{uuid.uuid4().hex}"
     when = when or datetime.now(UTC)
     return {
@@ -63,11 +67,20 @@ def write_config(tmp: Path, sim: Any, **overrides: dict[str, Any]) -> Path:
             "client_secret": CLIENT_SECRET,
             "codecs": ["opus", "pcm"],
         },
-        "streams": {"concurrency": 4, "idle_timeout_s": 1.0, "max_attempts": 6,
-                    "backoff_base_s": 0.05, "backoff_cap_s": 0.5},
+        "streams": {
+            "concurrency": 4,
+            "idle_timeout_s": 1.0,
+            "max_attempts": 6,
+            "backoff_base_s": 0.05,
+            "backoff_cap_s": 0.5,
+        },
         "storage": {"dir": str(tmp / "recordings"), "state_dir": str(tmp / "state")},
-        "archive": {"url": sim.archive_url, "secret": ARCHIVE_SECRET,
-                    "backoff_base_s": 0.05, "backoff_cap_s": 0.3},
+        "archive": {
+            "url": sim.archive_url,
+            "secret": ARCHIVE_SECRET,
+            "backoff_base_s": 0.05,
+            "backoff_cap_s": 0.3,
+        },
         "audit": {"path": "-"},
         "admin": {"listen": "127.0.0.1:0"},
     }
@@ -102,8 +115,15 @@ class Daemon:
         self.events.clear()
         env = {**os.environ, **self.env}
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cxstream", "run", "--config", str(self.config),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+            sys.executable,
+            "-m",
+            "cxstream",
+            "run",
+            "--config",
+            str(self.config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
         )
         self._reader = asyncio.create_task(self._read())
         self._err_reader = asyncio.create_task(self._read_err())
@@ -133,15 +153,20 @@ class Daemon:
 
     def find(self, name: str, **fields: Any) -> list[Event]:
         return [
-            e for e in self.events
+            e
+            for e in self.events
             if e.get("event") == name and all(e.get(k) == v for k, v in fields.items())
         ]
 
     async def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 30.0) -> Any:
         async with asyncio.timeout(timeout_s), self._changed:
             while not (result := predicate()):
-                if self.proc is not None and self.proc.returncode is not None and \
-                        self._reader is not None and self._reader.done():
+                if (
+                    self.proc is not None
+                    and self.proc.returncode is not None
+                    and self._reader is not None
+                    and self._reader.done()
+                ):
                     raise AssertionError(
                         f"daemon exited {self.proc.returncode}: {self.stderr.decode()[-2000:]}"
                     )
@@ -154,10 +179,12 @@ class Daemon:
         found = await self.wait_for(lambda: self.find(name, **fields), timeout_s)
         return found[0]
 
-    async def post(self, session: aiohttp.ClientSession, body: bytes,
-                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        async with session.post(self.webhook_url, data=body,
-                                headers=sign(body) if headers is None else headers) as resp:
+    async def post(
+        self, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        async with session.post(
+            self.webhook_url, data=body, headers=sign(body) if headers is None else headers
+        ) as resp:
             text = await resp.read()
             try:
                 return resp.status, orjson.loads(text)

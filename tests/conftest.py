@@ -1,0 +1,46 @@
+"""Shared fixtures: a simulator per test, and a daemon started against it on demand."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cxstream.sim.server import SimServer
+from tests.harness import ARCHIVE_SECRET, CLIENT_ID, CLIENT_SECRET, Daemon, write_config
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimServer]:
+    async with SimServer(
+        (), client_id=CLIENT_ID, client_secret=CLIENT_SECRET, archive_secret=ARCHIVE_SECRET
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+StartDaemon = Callable[..., Awaitable[Daemon]]
+
+
+@pytest.fixture
+async def start_daemon(tmp_path: Path, sim: SimServer) -> AsyncIterator[StartDaemon]:
+    started: list[Daemon] = []
+
+    async def start(**overrides: dict[str, Any]) -> Daemon:
+        daemon = Daemon(write_config(tmp_path, sim, **overrides))
+        await daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc is not None and daemon.proc.returncode is None:
+            await daemon.stop()
