@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -46,7 +48,7 @@ def test_greedy_plan_uses_no_more_requests_than_needed(rec) -> None:
     segments, max_segments, max_duration = rec
     batches = plan(segments, max_segments, max_duration)
     # Merging any two neighbours must break a cap, or greedy left work undone.
-    for a, b in zip(batches, batches[1:], strict=False):
+    for a, b in itertools.pairwise(batches):
         merged = (
             len(a.segments) + 1 > max_segments or a.seconds + b.segments[0].duration > max_duration
         )
