@@ -165,9 +165,13 @@ class JobRunner:
         except asyncio.CancelledError:
             await asyncio.shield(self._hand_back(job, tries, progress))
             raise
-        except (GiveUp, PermanentError) as exc:
-            err = exc.last if isinstance(exc, GiveUp) else exc
-            await asyncio.shield(self._fail(job, tries, progress, err, log))
+        except GiveUp as exc:
+            # The budget is spent: every counted failure was one attempt.
+            await asyncio.shield(self._fail(job, tries.failures, progress, exc.last, log))
+            return
+        except PermanentError as exc:
+            # The permanent error was itself the last attempt.
+            await asyncio.shield(self._fail(job, tries.attempts, progress, exc, log))
             return
         finally:
             self._metrics.active.dec()
@@ -194,13 +198,13 @@ class JobRunner:
             await progress.part.close()
 
     async def _fail(
-        self, job: Job, tries: Tries, progress: _Progress, err: FetchError, log: AuditLog
+        self, job: Job, attempts: int, progress: _Progress, err: FetchError, log: AuditLog
     ) -> None:
         if progress.part is not None:
             await progress.part.discard()
-        await self._journal.fail(job.id, tries.attempts, err.code)
+        await self._journal.fail(job.id, attempts, err.code)
         self._metrics.recordings.labels(outcome="failed").inc()
-        log.error("recording.failed", error=err.code, status=err.status, attempts=tries.attempts)
+        log.error("recording.failed", error=err.code, status=err.status, attempts=attempts)
 
     async def _fetch(
         self,

@@ -48,12 +48,12 @@ class TokenSource:
 
     async def _refresh(self) -> None:
         cfg = self._config
-        auth = aiohttp.BasicAuth(cfg.client_id, cfg.client_secret.reveal())
+        basic = aiohttp.encode_basic_auth(cfg.client_id, cfg.client_secret.reveal())
         try:
             async with self._session.post(
                 cfg.token_url,
                 data={"grant_type": "client_credentials"},
-                auth=auth,
+                headers={"Authorization": basic},
                 timeout=aiohttp.ClientTimeout(total=30, sock_connect=cfg.connect_timeout_s),
             ) as resp:
                 if resp.status != 200:

@@ -1,0 +1,152 @@
+"""The audio the simulator serves: real Ogg Opus speech and synthetic PCM.
+
+Segment ``i`` of a recording is built from fixture ``i % 4``. Opus segments
+are the packaged fixtures (trimmed when a recording's segments are shorter
+than 15 s) under a serial number unique to (recording, segment), so any run of
+consecutive segments is a valid chained Ogg file. PCM is a deterministic tone
+pattern, generated once per library: it has to be byte-exact across runs and
+cheap, not pleasant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+import sys
+from array import array
+from collections.abc import Sequence
+from importlib import resources
+
+from cxstream.formats import ogg
+from cxstream.sim.spec import RecordingSpec
+
+FIXTURES = 4
+PCM_RATE = 8000
+PCM_BYTES_PER_SECOND = PCM_RATE * 2
+OPUS_RATE = 48_000
+CONTENT_TYPES = {
+    "opus": "audio/ogg; codecs=opus",
+    "pcm": "audio/L16; rate=8000; channels=1",
+}
+# Periods that divide 8000 samples exactly, so a one-second block is a whole
+# number of cycles and can be built by repetition instead of per-sample math.
+_TONE_PERIODS = (40, 32, 25, 20, 16, 10, 8)
+
+
+def pcm_block(fixture: int, second: int) -> bytes:
+    """One second of the PCM pattern: a tone whose pitch and level vary per second."""
+    period = _TONE_PERIODS[(second + 2 * fixture) % len(_TONE_PERIODS)]
+    amplitude = 2000 + 700 * ((3 * second + fixture) % 8)
+    cycle = array(
+        "h", (round(amplitude * math.sin(2 * math.pi * j / period)) for j in range(period))
+    )
+    block = cycle * (PCM_RATE // period)
+    if sys.byteorder == "big":
+        block.byteswap()
+    return block.tobytes()
+
+
+def trim_opus(stream: bytes, seconds: int) -> bytes:
+    """Cut an Opus logical stream to ``seconds`` by end-trimming its granule positions.
+
+    RFC 7845 lets the last page's granule position stop short of the samples it
+    holds; decoders discard the rest. So: keep pages up to the one that reaches
+    the target, give that page the exact end granule and the EOS flag.
+    """
+    pages = ogg.iter_pages(stream)
+    head = pages[0][1]
+    pre_skip = struct.unpack_from("<H", head, pages[0][0].header_len + 10)[0]
+    end = pre_skip + seconds * OPUS_RATE
+    out: list[bytes] = []
+    for page, raw in pages:
+        if page.granule < end and not page.eos:
+            out.append(raw)
+            continue
+        last = bytearray(raw)
+        struct.pack_into("<q", last, 6, min(page.granule, end))
+        last[5] |= ogg.FLAG_EOS
+        struct.pack_into("<I", last, 22, ogg.page_crc(last))
+        out.append(bytes(last))
+        break
+    return b"".join(out)
+
+
+def segment_serials(recording_id: str, count: int) -> list[int]:
+    """Serial numbers for each segment: stable per (recording, index), distinct per recording."""
+    serials: list[int] = []
+    used: set[int] = set()
+    for index in range(count):
+        digest = hashlib.sha256(f"{recording_id}\0{index}".encode()).digest()
+        serial = int.from_bytes(digest[:4], "big")
+        while serial in used:
+            serial = (serial + 1) & 0xFFFFFFFF
+        used.add(serial)
+        serials.append(serial)
+    return serials
+
+
+class AudioLibrary:
+    """Fixtures, generated PCM and per-recording totals, each computed once.
+
+    Whole bodies are not cached: they are cheap to rebuild and a large corpus
+    would otherwise keep every recording in memory.
+    """
+
+    def __init__(self) -> None:
+        self._fixtures: dict[int, bytes] = {}
+        self._opus: dict[tuple[int, int], bytes] = {}
+        self._pcm: dict[tuple[int, int], bytes] = {}
+        self._serials: dict[tuple[str, int], list[int]] = {}
+        self._expected: dict[tuple[str, int, int, str], tuple[int, str]] = {}
+
+    def fixture(self, index: int) -> bytes:
+        """The packaged Ogg Opus file ``seg{index}.opus`` as shipped."""
+        if index not in self._fixtures:
+            path = resources.files("cxstream.sim").joinpath("audio", f"seg{index}.opus")
+            self._fixtures[index] = path.read_bytes()
+        return self._fixtures[index]
+
+    def _opus_fixture(self, index: int, seconds: int) -> bytes:
+        key = (index, seconds)
+        if key not in self._opus:
+            self._opus[key] = trim_opus(self.fixture(index), seconds)
+        return self._opus[key]
+
+    def _pcm_fixture(self, index: int, seconds: int) -> bytes:
+        key = (index, seconds)
+        if key not in self._pcm:
+            self._pcm[key] = b"".join(pcm_block(index, s) for s in range(seconds))
+        return self._pcm[key]
+
+    def serials(self, spec: RecordingSpec) -> list[int]:
+        key = (spec.id, spec.segments)
+        if key not in self._serials:
+            self._serials[key] = segment_serials(spec.id, spec.segments)
+        return self._serials[key]
+
+    def segment(self, spec: RecordingSpec, index: int, codec: str) -> bytes:
+        fixture = index % FIXTURES
+        if codec == "pcm":
+            return self._pcm_fixture(fixture, spec.segment_seconds)
+        if codec == "opus":
+            base = self._opus_fixture(fixture, spec.segment_seconds)
+            return ogg.reserial(base, self.serials(spec)[index])
+        raise ValueError(f"unknown codec {codec!r}")
+
+    def body(self, spec: RecordingSpec, codec: str, indices: Sequence[int]) -> bytes:
+        """The true body for these segment indices (in the order given)."""
+        return b"".join(self.segment(spec, i, codec) for i in indices)
+
+    def expected(self, spec: RecordingSpec, codec: str) -> tuple[int, str]:
+        """``(bytes, sha256 hex)`` of the whole recording in ``codec``."""
+        key = (spec.id, spec.segments, spec.segment_seconds, codec)
+        if key not in self._expected:
+            digest = hashlib.sha256()
+            size = 0
+            for index in range(spec.segments):
+                chunk = self.segment(spec, index, codec)
+                digest.update(chunk)
+                size += len(chunk)
+            self._expected[key] = (size, digest.hexdigest())
+        return self._expected[key]

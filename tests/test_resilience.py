@@ -1,0 +1,152 @@
+"""Crashes and stops: kill -9 mid-stream costs seconds, SIGTERM exits 0 and loses nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import time
+import wave
+from pathlib import Path
+
+import aiohttp
+import orjson
+from aiohttp.test_utils import TestServer
+
+from cxstream import config
+from cxstream.audit.log import close_audit, open_audit
+from cxstream.daemon import build_app
+from cxstream.keys import LIFECYCLE
+from cxstream.metrics import Metrics
+from cxstream.sim.server import SimServer
+from tests.conftest import StartDaemon
+from tests.harness import Daemon, completed, sign, write_config
+
+DAY = Path("2026/11/24")
+# Small checkpoints so that a kill loses little; a trickle so that a kill lands mid-stream.
+SLOW = {"checkpoint_bytes": 256 * 1024, "concurrency": 2}
+
+
+def _long_pcm(sim: SimServer, rid: str, segments: int, rate: int) -> int:
+    sim.add_recording(
+        {
+            "id": rid,
+            "segments": segments,
+            "codecs": ["pcm"],
+            "faults": [{"kind": "trickle", "bytes_per_second": rate}],
+        }
+    )
+    return sim.expected(rid, "pcm")[0]
+
+
+def _wav_matches(path: Path, sim: SimServer, rid: str) -> None:
+    with wave.open(str(path), "rb") as w:
+        frames = w.readframes(w.getnframes())
+    size, sha = sim.expected(rid, "pcm")
+    assert len(frames) == size
+    assert hashlib.sha256(frames).hexdigest() == sha
+
+
+async def test_two_kill9s_mid_stream_lose_nothing_and_refetch_little(
+    sim: SimServer, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    size = _long_pcm(sim, "rec-k9", segments=40, rate=4_000_000)  # 9.6 MB, ~2.4 s a run
+    daemon = Daemon(write_config(tmp_path, sim, streams=SLOW))
+    await daemon.start()
+    assert (await daemon.post(http, completed("rec-k9")))[0] == 202
+    stats = sim.stats.stats_for("rec-k9")
+    for fraction in (0.3, 0.65):
+        await sim.wait_for(lambda f=fraction: stats.bytes_served >= f * size, timeout_s=30)
+        await daemon.kill()
+        await daemon.start()
+    done = await daemon.wait_event("recording.completed", recording_id="rec-k9", timeout_s=60)
+    assert await daemon.stop() == 0
+    _wav_matches(Path(done["path"]), sim, "rec-k9")
+    # Each restart resumed from a checkpoint rather than from zero...
+    assert daemon.find("recording.started", recording_id="rec-k9")[0]["resumed_bytes"] > 0
+    ranged = [r for r in stats.requests if r.range]
+    assert len(ranged) >= 2
+    # ...so the whole recording cost well under one and a half downloads.
+    assert stats.bytes_served < 1.5 * size, (stats.bytes_served, size)
+    assert not list((tmp_path / "recordings").rglob("*.part"))
+
+
+async def test_sigterm_with_live_streams_exits_0_and_restart_finishes(
+    sim: SimServer, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    sizes = {rid: _long_pcm(sim, rid, segments=24, rate=1_500_000) for rid in ("rec-t1", "rec-t2")}
+    daemon = Daemon(write_config(tmp_path, sim, streams=SLOW))
+    await daemon.start()
+    for rid in sizes:
+        assert (await daemon.post(http, completed(rid)))[0] == 202
+    for rid, size in sizes.items():
+        stats = sim.stats.stats_for(rid)
+        await sim.wait_for(lambda s=stats, n=size: s.bytes_served >= 0.2 * n, timeout_s=30)
+    sent = time.monotonic()
+    await daemon.signal(signal.SIGTERM)
+    code = await daemon.stop(timeout_s=10)
+    assert code == 0
+    assert time.monotonic() - sent < 10
+    assert daemon.find("daemon.stopped")
+    assert not daemon.find("recording.completed")
+
+    await daemon.start()
+    for rid in sizes:
+        done = await daemon.wait_event("recording.completed", recording_id=rid, timeout_s=60)
+        _wav_matches(Path(done["path"]), sim, rid)
+        started = daemon.find("recording.started", recording_id=rid)[0]
+        assert started["resumed_bytes"] > 0
+    assert await daemon.stop() == 0
+
+
+async def test_webhooks_get_503_with_retry_after_while_draining(
+    sim: SimServer, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    # In-process, so the draining window is held open deterministically; the
+    # SIGTERM test above covers the signal turning it on.
+    cfg = config.load(write_config(tmp_path, sim), env={})
+    audit_file = tmp_path / "audit.ndjson"
+    audit, owned = open_audit(str(audit_file))
+    app = build_app(cfg, audit, Metrics())
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        app[LIFECYCLE].draining = True
+        url = str(server.make_url("/webhooks/cxone"))
+        body = completed("rec-late")
+        async with http.post(url, data=body, headers=sign(body)) as resp:
+            assert resp.status == 503
+            assert resp.headers["Retry-After"].isdigit()
+            assert (await resp.json())["reason"] == "shutting down"
+    finally:
+        await server.close()
+        close_audit(owned)
+    lines = [orjson.loads(x) for x in audit_file.read_bytes().splitlines()]
+    rejected = [e for e in lines if e["event"] == "webhook.rejected"]
+    assert rejected and rejected[0]["status"] == 503
+    assert sim.stats.tokens_issued == 0
+
+
+async def test_rotten_bytes_on_every_attempt_fail_with_nothing_published(
+    sim: SimServer, start_daemon: StartDaemon, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    sim.add_recording(
+        {
+            "id": "rec-bad",
+            "segments": 4,
+            "codecs": ["opus"],
+            "faults": [{"kind": "corrupt", "at_byte": 9000}],
+        }
+    )
+    daemon = await start_daemon(streams={"max_attempts": 4})
+    assert (await daemon.post(http, completed("rec-bad")))[0] == 202
+    failed = await daemon.wait_event("recording.failed", recording_id="rec-bad")
+    assert failed["error"] == "repr_digest_mismatch"
+    assert failed["attempts"] == 4
+    assert not [p for p in (tmp_path / "recordings").rglob("*") if p.is_file()]
+    retries = daemon.find("stream.retry", recording_id="rec-bad")
+    assert len(retries) == 3 and {r["error"] for r in retries} == {"repr_digest_mismatch"}
+    # Only the failing batch is refetched, never the recording's other batch.
+    offsets = [tuple(r.offsets) for r in sim.stats.stats_for("rec-bad").requests]
+    assert set(offsets) == {(0, 15, 30)}
+    lines = [orjson.loads(x) for x in daemon.raw_lines]
+    assert all("ts" in e for e in lines)

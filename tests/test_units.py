@@ -1,0 +1,143 @@
+"""Pure logic: Retry-After, backoff, the watchdog, digests, Ogg CRC, WAV header, sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import os
+import random
+import socket
+import wave
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from cxstream.fetcher.errors import Backoff, Stalled, parse_retry_after
+from cxstream.fetcher.transport import _keepalive_socket
+from cxstream.fetcher.watchdog import Watchdog
+from cxstream.formats import ogg, wav
+from cxstream.sink.digest import DigestHeaderError, parse_repr_digest
+from cxstream.sink.part import PartFile
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    now = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now) == 0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def test_backoff_is_full_jitter_under_a_cap() -> None:
+    rng = random.Random(1)
+    backoff = Backoff(base=0.5, cap=8.0)
+    for failures in range(1, 12):
+        ceiling = min(8.0, 0.5 * 2 ** (failures - 1))
+        delays = [backoff.delay(failures, rng) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling * 0.8  # jitter spans the range, not a constant
+
+
+async def test_watchdog_fires_on_silence_and_not_while_pinged() -> None:
+    async with Watchdog(0.2) as dog:
+        for _ in range(6):
+            await asyncio.sleep(0.1)
+            dog.ping()
+    with pytest.raises(Stalled):
+        async with Watchdog(0.2):
+            await asyncio.sleep(5)
+
+
+def test_repr_digest_parsing() -> None:
+    digest = hashlib.sha256(b"audio").digest()
+    header = f"sha-256=:{base64.b64encode(digest).decode()}:"
+    assert parse_repr_digest(header) == digest
+    assert parse_repr_digest(f"sha-512=:{base64.b64encode(bytes(64)).decode()}:") is None
+    assert parse_repr_digest(None) is None
+    for bad in ("sha-256=:AAAA:", "sha-256=abc", "[[[", "sha-256=:é:"):
+        with pytest.raises(DigestHeaderError):
+            parse_repr_digest(bad)
+
+
+def _reference_crc(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+            crc &= 0xFFFFFFFF
+    return crc
+
+
+def test_ogg_crc_matches_the_bitwise_definition() -> None:
+    rng = random.Random(7)
+    for size in (0, 1, 27, 255, 4096):
+        data = bytes(rng.getrandbits(8) for _ in range(size))
+        assert ogg.crc32(data) == _reference_crc(data)
+
+
+def test_wav_header_reads_back_with_the_stdlib() -> None:
+    samples = os.urandom(16000)
+    with wave.open(io.BytesIO(wav.header(len(samples)) + samples), "rb") as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
+        assert w.readframes(w.getnframes()) == samples
+    with pytest.raises(ValueError, match="whole number of samples"):
+        wav.header(3)
+
+
+def test_client_sockets_have_keepalive() -> None:
+    info = socket.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)[0]
+    sock = _keepalive_socket(info)
+    try:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    finally:
+        sock.close()
+
+
+async def test_part_file_resume_rehashes_and_truncates(tmp_path: Path) -> None:
+    final = tmp_path / "rec.opus"
+    first, second = os.urandom(5000), os.urandom(3000)
+    part = PartFile(final, "opus")
+    await part.create()
+    await part.write(first)
+    part.begin_batch()
+    await part.write(second[:1000])
+    await part.sync()
+    cp = (part.batch_start, part.position)
+    await part.write(b"bytes past the checkpoint, lost in the crash")
+    await part.sync()
+    await part.close()
+
+    again = PartFile(final, "opus")
+    assert await again.resume(*cp)
+    assert again.batch_bytes == 1000
+    await again.write(second[1000:])
+    assert again.batch_digest() == hashlib.sha256(second).digest()
+    assert again.source_sha256() == hashlib.sha256(first + second).hexdigest()
+    assert await again.seal() == hashlib.sha256(first + second).hexdigest()
+    await again.publish()
+    assert final.read_bytes() == first + second
+    assert not again.path.exists()
+
+
+async def test_restart_batch_rolls_back_both_hashes(tmp_path: Path) -> None:
+    part = PartFile(tmp_path / "rec.wav", "pcm")
+    await part.create()
+    await part.write(b"\x01\x00" * 100)
+    part.begin_batch()
+    await part.write(b"\x02\x00" * 50)
+    await part.restart_batch()
+    await part.write(b"\x03\x00" * 50)
+    expected = b"\x01\x00" * 100 + b"\x03\x00" * 50
+    assert part.source_sha256() == hashlib.sha256(expected).hexdigest()
+    sha = await part.seal()
+    await part.publish()
+    data = (tmp_path / "rec.wav").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == sha
+    with wave.open(str(tmp_path / "rec.wav"), "rb") as w:
+        assert w.readframes(w.getnframes()) == expected
