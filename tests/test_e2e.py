@@ -222,3 +222,48 @@ async def test_impossible_requests_fail_cleanly(
     assert failed and failed[0]["error"].startswith(error)
     assert not [p for p in (tmp_path / "recordings").rglob("*") if p.is_file()]
     assert all(r.status in (200, 206) for r in sim.stats.stats_for("rec-p").requests)
+
+
+async def test_406_mid_job_moves_to_the_next_codec(
+    sim: SimServer, start_daemon: StartDaemon, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    sim.add_recording(
+        {
+            "id": "rec-406",
+            "segments": 4,
+            "codecs": ["opus", "pcm"],
+            "faults": [{"kind": "codec_unavailable", "on": [2]}],
+        }
+    )
+    daemon = await start_daemon()
+    assert (await daemon.post(http, completed("rec-406")))[0] == 202
+    done = await daemon.wait_event("recording.completed", recording_id="rec-406")
+    assert done["codec"] == "pcm"
+    assert_exact(tmp_path, sim, "rec-406", "pcm")
+    assert not (tmp_path / "recordings" / DAY / "rec-406.opus").exists()
+    assert not list((tmp_path / "recordings").rglob("*.part"))
+    codecs = [r.codec for r in sim.stats.stats_for("rec-406").requests]
+    assert codecs[:2] == ["opus", "opus"] and set(codecs[2:]) == {"pcm"}
+
+
+async def test_retry_after_is_honoured_for_metadata_and_stream(
+    sim: SimServer, start_daemon: StartDaemon, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    sim.add_recording(
+        {
+            "id": "rec-ra",
+            "segments": 2,
+            "codecs": ["opus"],
+            "faults": [
+                {"kind": "metadata_status", "status": 429, "retry_after": 1, "times": 1},
+                {"kind": "status", "status": 503, "retry_after": 1, "times": 1},
+            ],
+        }
+    )
+    daemon = await start_daemon()
+    assert (await daemon.post(http, completed("rec-ra")))[0] == 202
+    await daemon.wait_event("recording.completed", recording_id="rec-ra")
+    retries = daemon.find("stream.retry", recording_id="rec-ra")
+    assert [(r["status"], r["delay_s"]) for r in retries] == [(429, 1.0), (503, 1.0)]
+    assert sim.stats.stats_for("rec-ra").metadata_requests == 2
+    assert_exact(tmp_path, sim, "rec-ra", "opus")

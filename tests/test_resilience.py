@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp.test_utils import TestServer
 
 from cxstream import config
@@ -126,27 +127,46 @@ async def test_webhooks_get_503_with_retry_after_while_draining(
     assert sim.stats.tokens_issued == 0
 
 
-async def test_rotten_bytes_on_every_attempt_fail_with_nothing_published(
-    sim: SimServer, start_daemon: StartDaemon, http: aiohttp.ClientSession, tmp_path: Path
+@pytest.mark.parametrize(
+    ("codec", "fault", "error"),
+    [
+        ("pcm", {"kind": "corrupt", "at_byte": 9000}, "repr_digest_mismatch"),
+        ("opus", {"kind": "rot", "at_byte": 9000}, "container_invalid: CRC mismatch"),
+        ("opus", {"kind": "missing_eos"}, "container_invalid: link"),
+        ("pcm", {"kind": "rot", "at_byte": 9000}, "sha256_mismatch"),
+        ("opus", {"kind": "json200"}, "storage_timeout"),
+    ],
+    ids=["digest-mismatch", "crc-with-lying-digest", "missing-eos", "pcm-lying-digest", "json200"],
+)
+async def test_bytes_that_never_verify_fail_and_are_quarantined(
+    sim: SimServer,
+    start_daemon: StartDaemon,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    codec: str,
+    fault: dict,
+    error: str,
 ) -> None:
-    sim.add_recording(
-        {
-            "id": "rec-bad",
-            "segments": 4,
-            "codecs": ["opus"],
-            "faults": [{"kind": "corrupt", "at_byte": 9000}],
-        }
-    )
+    sim.add_recording({"id": "rec-bad", "segments": 4, "codecs": [codec], "faults": [fault]})
     daemon = await start_daemon(streams={"max_attempts": 4})
     assert (await daemon.post(http, completed("rec-bad")))[0] == 202
     failed = await daemon.wait_event("recording.failed", recording_id="rec-bad")
-    assert failed["error"] == "repr_digest_mismatch"
+    assert failed["error"].startswith(error)
     assert failed["attempts"] == 4
     assert not [p for p in (tmp_path / "recordings").rglob("*") if p.is_file()]
     retries = daemon.find("stream.retry", recording_id="rec-bad")
-    assert len(retries) == 3 and {r["error"] for r in retries} == {"repr_digest_mismatch"}
-    # Only the failing batch is refetched, never the recording's other batch.
-    offsets = [tuple(r.offsets) for r in sim.stats.stats_for("rec-bad").requests]
-    assert set(offsets) == {(0, 15, 30)}
-    lines = [orjson.loads(x) for x in daemon.raw_lines]
-    assert all("ts" in e for e in lines)
+    assert len(retries) == 3 and all(r["error"].startswith(error) for r in retries)
+    quarantined = sorted((tmp_path / "state" / "quarantine").glob("rec-bad.*"))
+    if error == "storage_timeout":
+        assert not quarantined and not daemon.find("recording.quarantined")
+        return
+    audio, reason = quarantined
+    assert reason.name == audio.name + ".reason.json"
+    why = orjson.loads(reason.read_bytes())
+    assert why["reason"] == failed["error"] and why["bytes"] == audio.stat().st_size > 0
+    line = daemon.find("recording.quarantined", recording_id="rec-bad")[0]
+    assert line["path"] == str(audio)
+    if error != "sha256_mismatch":
+        # Only the failing batch is refetched, never the recording's other batch.
+        offsets = {tuple(r.offsets) for r in sim.stats.stats_for("rec-bad").requests}
+        assert offsets == {(0, 15, 30)}

@@ -21,7 +21,7 @@ from cxstream.fetcher.transport import _keepalive_socket
 from cxstream.fetcher.watchdog import Watchdog
 from cxstream.formats import ogg, wav
 from cxstream.sink.digest import DigestHeaderError, parse_repr_digest
-from cxstream.sink.part import PartFile
+from cxstream.sink.part import ContainerError, PartFile
 
 
 def test_retry_after_seconds_and_http_date() -> None:
@@ -100,9 +100,9 @@ def test_client_sockets_have_keepalive() -> None:
 
 
 async def test_part_file_resume_rehashes_and_truncates(tmp_path: Path) -> None:
-    final = tmp_path / "rec.opus"
+    final = tmp_path / "rec.wav"
     first, second = os.urandom(5000), os.urandom(3000)
-    part = PartFile(final, "opus")
+    part = PartFile(final, "pcm")
     await part.create()
     await part.write(first)
     part.begin_batch()
@@ -113,16 +113,33 @@ async def test_part_file_resume_rehashes_and_truncates(tmp_path: Path) -> None:
     await part.sync()
     await part.close()
 
-    again = PartFile(final, "opus")
+    again = PartFile(final, "pcm")
     assert await again.resume(*cp)
     assert again.batch_bytes == 1000
     await again.write(second[1000:])
     assert again.batch_digest() == hashlib.sha256(second).digest()
     assert again.source_sha256() == hashlib.sha256(first + second).hexdigest()
-    assert await again.seal() == hashlib.sha256(first + second).hexdigest()
+    sealed = await again.seal()
     await again.publish()
-    assert final.read_bytes() == first + second
+    data = final.read_bytes()
+    assert data == wav.header(8000) + first + second
+    assert sealed == hashlib.sha256(data).hexdigest()
     assert not again.path.exists()
+
+
+async def test_part_file_refuses_a_broken_ogg_page(tmp_path: Path) -> None:
+    seg = (Path(ogg.__file__).parent.parent / "sim" / "audio" / "seg0.opus").read_bytes()
+    part = PartFile(tmp_path / "rec.opus", "opus")
+    await part.create()
+    rotten = bytearray(seg)
+    rotten[5000] ^= 0xFF
+    with pytest.raises(ContainerError, match="CRC mismatch"):
+        await part.write(bytes(rotten))
+    await part.restart_batch()
+    await part.write(seg[:-10])
+    with pytest.raises(ContainerError, match="trailing bytes"):
+        part.end_batch()
+    await part.discard()
 
 
 async def test_restart_batch_rolls_back_both_hashes(tmp_path: Path) -> None:
@@ -141,3 +158,48 @@ async def test_restart_batch_rolls_back_both_hashes(tmp_path: Path) -> None:
     assert hashlib.sha256(data).hexdigest() == sha
     with wave.open(str(tmp_path / "rec.wav"), "rb") as w:
         assert w.readframes(w.getnframes()) == expected
+
+
+def _seg(i: int = 0) -> bytes:
+    return (Path(ogg.__file__).parent.parent / "sim" / "audio" / f"seg{i}.opus").read_bytes()
+
+
+def _pages(data: bytes) -> list[bytes]:
+    return [raw for _, raw in ogg.iter_pages(data)]
+
+
+def _with_flags(page: bytes, flags: int) -> bytes:
+    out = bytearray(page)
+    out[5] = flags
+    out[22:26] = b"\0\0\0\0"
+    out[22:26] = ogg.crc32(out).to_bytes(4, "little")
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda p: [*p[:-1], _with_flags(p[-1], 0)], "not closed by EOS"),
+        (lambda p: p[:2] + p[3:], "sequence gap"),
+        (lambda p: [b"RIFF" + b"\0" * 40, *p], "no Ogg page"),
+        (lambda p: [p[0], p[0], *p[1:]], "reuses serial|not closed"),
+        (lambda p: [*p, p[-1]], "belongs to no open link"),
+    ],
+    ids=["missing-eos", "sequence-gap", "not-ogg", "second-bos", "page-after-eos"],
+)
+def test_ogg_check_rejects_broken_links(mangle, message) -> None:
+    check = ogg.OggCheck()
+    with pytest.raises(ogg.OggError, match=message):
+        for page in mangle(_pages(_seg())):
+            check.update(page)
+        check.finish()
+
+
+def test_ogg_check_accepts_a_chain_in_any_split() -> None:
+    chain = b"".join(ogg.reserial(_seg(i % 4), 500 + i) for i in range(6))
+    for step in (1, 7, 4096, len(chain)):
+        check = ogg.OggCheck()
+        for i in range(0, len(chain), step):
+            check.update(chain[i : i + step])
+        check.finish()
+        assert check.pages == len(ogg.iter_pages(chain))

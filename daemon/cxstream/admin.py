@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cxstream.journal import JournalError
 from cxstream.keys import CONFIG, JOURNAL, LIFECYCLE, METRICS
 
 
@@ -40,10 +41,16 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
-    counts = await app[JOURNAL].counts()
     m = app[METRICS]
-    m.queued.set(counts["queued"])
-    m.backlog.set(counts["archive_backlog"])
+    try:
+        counts = await app[JOURNAL].counts()
+    except JournalError:
+        # A busy or broken journal must not turn the whole scrape into a 500:
+        # the counters are still worth having, the two gauges keep their last value.
+        pass
+    else:
+        m.queued.set(counts["queued"])
+        m.backlog.set(counts["archive_backlog"])
     body = await asyncio.to_thread(generate_latest, m.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

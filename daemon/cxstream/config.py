@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import re
 import tomllib
@@ -108,6 +109,7 @@ class ArchiveConfig:
     timeout_s: float = 30.0
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 300.0
+    backlog_report_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +151,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "chunk_bytes": 64 * 1024,
     },
     "storage": {"dir": "/var/lib/cxstream/recordings", "state_dir": "/var/lib/cxstream/state"},
-    "archive": {"url": "", "timeout_s": 30.0, "backoff_base_s": 1.0, "backoff_cap_s": 300.0},
+    "archive": {
+        "url": "",
+        "timeout_s": 30.0,
+        "backoff_base_s": 1.0,
+        "backoff_cap_s": 300.0,
+        "backlog_report_s": 60.0,
+    },
     "audit": {"path": "-"},
     "admin": {"listen": "127.0.0.1:8602"},
 }
@@ -158,14 +166,24 @@ _ENV_PREFIX = "CXSTREAM_"
 
 
 def _merge_env(raw: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    from_env: set[tuple[str, str]] = set()
     for name, value in env.items():
         if not name.startswith(_ENV_PREFIX):
             continue
         rest = name[len(_ENV_PREFIX) :].lower()
         for section in DEFAULTS:
             if rest.startswith(section + "_") and len(rest) > len(section) + 1:
-                raw.setdefault(section, {})[rest[len(section) + 1 :]] = value
+                key = rest[len(section) + 1 :]
+                raw.setdefault(section, {})[key] = value
+                from_env.add((section, key))
                 break
+    # The environment outranks the file for a secret in either form: without
+    # this, a TOML `<key>_file` would silently win over CXSTREAM_<SECTION>_<KEY>
+    # (and a TOML `<key>` over CXSTREAM_<SECTION>_<KEY>_FILE would be ignored).
+    for section, key in SECRETS:
+        inline, path = (section, key) in from_env, (section, f"{key}_file") in from_env
+        if inline != path:
+            raw[section].pop(f"{key}_file" if inline else key, None)
 
 
 def _read_secret_file(key: str, path: str) -> str:
@@ -227,6 +245,9 @@ class _Section:
                 raise ConfigError(self.key(key), f"expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(self.key(key), f"expected a number, got {value!r}")
+        # TOML has nan and inf; int() of either raises, and nan slips every range test.
+        if not math.isfinite(value):
+            raise ConfigError(self.key(key), f"must be a finite number, got {value!r}")
         if kind is int and value != int(value):
             raise ConfigError(self.key(key), f"expected a whole number, got {value!r}")
         if not lo <= value <= hi:
@@ -235,19 +256,32 @@ class _Section:
 
     def listen(self, key: str) -> HostPort:
         value = self.string(key)
-        match = re.fullmatch(r"\[?([^\[\]]*?)\]?:(\d{1,5})", value)
-        if not match or not match.group(1) or not 0 <= int(match.group(2)) <= 65535:
+        # Brackets come in pairs or not at all: "[::1:8600" is a typo, not "::1".
+        match = re.fullmatch(r"(?:\[([^\[\]]+)\]|([^\[\]]+)):(\d{1,5})", value)
+        if not match or not 0 <= int(match.group(3)) <= 65535:
             raise ConfigError(self.key(key), f"expected host:port, got {value!r}")
-        return HostPort(match.group(1), int(match.group(2)))
+        return HostPort(match.group(1) or match.group(2), int(match.group(3)))
 
     def url(self, key: str, *, optional: bool = False) -> str:
         value = self.string(key).strip()
         if optional and not value:
             return ""
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - parsed lazily; raises for a bad or out-of-range port
+        except ValueError:
+            # urlsplit raises for a broken IPv6 literal ("http://[::1"), .port for "h:abc".
+            raise ConfigError(self.key(key), f"expected an http(s) URL, got {value!r}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(self.key(key), f"expected an http(s) URL, got {value!r}")
         return value.rstrip("/")
+
+    def path(self, key: str) -> str:
+        value = self.string(key)
+        # A NUL cannot be in a file name: open() and mkdir() raise ValueError, not OSError.
+        if "\x00" in value:
+            raise ConfigError(self.key(key), "must not contain a NUL character")
+        return value
 
     def whsec(self, key: str, *, optional: bool = False) -> Secret | None:
         value = self.values.get(key, "")
@@ -296,6 +330,9 @@ def load(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = No
             raise ConfigError("config", f"cannot read {source}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("config", f"{source} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            # tomllib decodes before it parses; its error would quote the bytes.
+            raise ConfigError("config", f"{source} is not valid TOML: not UTF-8") from None
         for section, values in doc.items():
             if section not in DEFAULTS:
                 raise ConfigError(section, "unknown section")
@@ -322,10 +359,10 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
     archive_secret = ar.whsec("secret", optional=True)
     if archive_url and archive_secret is None:
         raise ConfigError("archive.secret", "is required when archive.url is set")
-    data_dir, state_dir = Path(sto.string("dir")), Path(sto.string("state_dir"))
+    data_dir, state_dir = Path(sto.path("dir")), Path(sto.path("state_dir"))
     if data_dir.resolve() == state_dir.resolve():
         raise ConfigError("storage.state_dir", "must differ from storage.dir")
-    audit_path = s["audit"].string("path")
+    audit_path = s["audit"].path("path")
     if not audit_path:
         raise ConfigError("audit.path", "must be '-' (stdout) or a file path")
     return Config(
@@ -359,6 +396,7 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
             timeout_s=ar.number("timeout_s", float, 0.1, 3600),
             backoff_base_s=ar.number("backoff_base_s", float, 0.0, 3600),
             backoff_cap_s=ar.number("backoff_cap_s", float, 0.0, 86400),
+            backlog_report_s=ar.number("backlog_report_s", float, 0.1, 86400),
         ),
         audit=AuditConfig(path=audit_path),
         admin=AdminConfig(listen=s["admin"].listen("listen")),

@@ -115,11 +115,10 @@ def build_app(config: Config, audit: AuditLog, metrics: Metrics) -> web.Applicat
     return app
 
 
-def _bound(site: web.TCPSite) -> str:
-    server = site._server  # aiohttp keeps the asyncio server here; port 0 needs the real one
-    sockets = getattr(server, "sockets", None) or []
-    host, port = sockets[0].getsockname()[:2] if sockets else ("?", 0)
-    return f"{host}:{port}"
+def _bound(runner: web.AppRunner) -> str:
+    """The address actually bound: with port 0 the kernel picks, and tests read it here."""
+    host, port = runner.addresses[0][:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class StartError(Exception):
@@ -151,8 +150,8 @@ async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
         audit.info(
             "daemon.started",
             version=__version__,
-            webhook=_bound(hook),
-            admin=_bound(admin),
+            webhook=_bound(runner),
+            admin=_bound(admin_runner),
             concurrency=config.streams.concurrency,
         )
         await stop.wait()

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -29,73 +26,13 @@ from cxstream.fetcher.errors import (
 )
 from cxstream.fetcher.stream import BatchStreamer, StreamSettings
 from cxstream.fetcher.tries import GiveUp, Tries
+from cxstream.fetcher.watchdog import Watchdog
 from cxstream.journal import Checkpoint, Job, Journal
 from cxstream.metrics import Metrics
 from cxstream.planner import PlanError, Segment, plan, select
 from cxstream.sink.part import PartFile, write_atomic
-
-EXTENSIONS = {"opus": "opus", "pcm": "wav"}
-FILE_TYPES = {"opus": "audio/ogg; codecs=opus", "pcm": "audio/wav"}
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True, slots=True)
-class Archived:
-    """What a finished job hands to the journal, the sidecar and the notifier."""
-
-    recording_id: str
-    contact_id: str | None
-    codec: str
-    path: Path
-    bytes: int
-    sha256: str
-    source_sha256: str
-    segments: tuple[Segment, ...]
-    attempts: int
-    ttfb_ms: float | None
-    duration_ms: float
-    started_at: float
-    completed_at: float
-
-    def sidecar(self) -> dict[str, Any]:
-        return {
-            "recordingId": self.recording_id,
-            "contactId": self.contact_id,
-            "codec": self.codec,
-            "contentType": FILE_TYPES[self.codec],
-            "path": str(self.path),
-            "bytes": self.bytes,
-            "sha256": self.sha256,
-            "sourceSha256": self.source_sha256,
-            "segments": [{"offset": s.offset, "duration": s.duration} for s in self.segments],
-            "durationSeconds": sum(s.duration for s in self.segments),
-            "attempts": self.attempts,
-            "ttfb_ms": None if self.ttfb_ms is None else round(self.ttfb_ms, 1),
-            "duration_ms": round(self.duration_ms, 1),
-            "startedAt": _iso(self.started_at),
-            "completedAt": _iso(self.completed_at),
-        }
-
-    def announcement(self) -> bytes:
-        return orjson.dumps(
-            {
-                "type": "recording.archived",
-                "timestamp": _iso(self.completed_at),
-                "data": {
-                    "recordingId": self.recording_id,
-                    "contactId": self.contact_id,
-                    "path": str(self.path),
-                    "bytes": self.bytes,
-                    "sha256": self.sha256,
-                    "codec": self.codec,
-                    "contentType": FILE_TYPES[self.codec],
-                    "durationSeconds": sum(s.duration for s in self.segments),
-                },
-            }
-        )
+from cxstream.sink.quarantine import quarantine
+from cxstream.sink.record import EXTENSIONS, Archived
 
 
 class _Progress:
@@ -200,8 +137,16 @@ class JobRunner:
     async def _fail(
         self, job: Job, attempts: int, progress: _Progress, err: FetchError, log: AuditLog
     ) -> None:
-        if progress.part is not None:
-            await progress.part.discard()
+        part = progress.part
+        if part is not None and isinstance(err, IntegrityError) and part.source_bytes:
+            path = await quarantine(
+                part, self._cfg.storage.state_dir, job.recording_id, err.code, attempts
+            )
+            log.warning(
+                "recording.quarantined", reason=err.code, path=str(path), bytes=part.position
+            )
+        elif part is not None:
+            await part.discard()
         await self._journal.fail(job.id, attempts, err.code)
         self._metrics.recordings.labels(outcome="failed").inc()
         log.error("recording.failed", error=err.code, status=err.status, attempts=attempts)
@@ -217,7 +162,10 @@ class JobRunner:
     ) -> Archived:
         while True:
             try:
-                meta = await self._client.metadata(job.recording_id)
+                # The metadata GET gets the same idle limit as a stream read:
+                # a server that never answers must cost an attempt, not a worker.
+                async with Watchdog(self._settings.idle_timeout_s):
+                    meta = await self._client.metadata(job.recording_id)
                 break
             except FetchError as err:
                 if isinstance(err, PermanentError):
@@ -328,10 +276,12 @@ class JobRunner:
             except IntegrityError as err:
                 # Every response matched its own digest yet the whole does not
                 # match the metadata: no batch can be blamed, so start over.
-                await part.discard()
-                await part.create()
-                progress.done = 0
-                await tries.failed(err)
+                async def start_over(part: PartFile = part) -> None:
+                    await part.discard()
+                    await part.create()
+                    progress.done = 0
+
+                await tries.failed(err, undo=start_over)
         sha = await part.seal()
         size = part.position
         await part.publish()

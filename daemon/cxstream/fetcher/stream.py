@@ -24,7 +24,7 @@ from cxstream.fetcher.watchdog import Watchdog
 from cxstream.metrics import Metrics
 from cxstream.planner import Batch
 from cxstream.sink.digest import DigestHeaderError, parse_repr_digest
-from cxstream.sink.part import PartFile
+from cxstream.sink.part import ContainerError, PartFile
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 # Connection-level failures: the bytes already on disk are good, resume after them.
@@ -77,11 +77,13 @@ class BatchStreamer:
                 err = FetchError(f"connection_lost: {exc.__class__.__name__}")
                 await self._tries.failed(err, immediate=True)
             except IntegrityError as err:
-                await part.restart_batch()
-                await self._tries.failed(err)
+                await self._tries.failed(err, undo=part.restart_batch)
+            except ContainerError as exc:
+                err = IntegrityError(f"container_invalid: {exc}")
+                await self._tries.failed(err, undo=part.restart_batch)
             except DigestHeaderError as exc:
-                await part.restart_batch()
-                await self._tries.failed(IntegrityError(f"repr_digest_malformed: {exc}"))
+                err = IntegrityError(f"repr_digest_malformed: {exc}")
+                await self._tries.failed(err, undo=part.restart_batch)
             except FetchError as err:
                 if err.__class__ is not FetchError:
                     raise  # permanent, codec or segment-limit: the job decides
@@ -124,6 +126,7 @@ class BatchStreamer:
             raise IntegrityError(f"body_length_mismatch: {part.batch_bytes} of {total}")
         if expected is not None and part.batch_digest() != expected:
             raise IntegrityError("repr_digest_mismatch")
+        part.end_batch()
 
     async def _position(
         self, resp: aiohttp.ClientResponse, part: PartFile, start: int

@@ -9,6 +9,8 @@ from cxstream.audit import AuditLog
 from cxstream.fetcher.errors import Backoff, FetchError
 from cxstream.metrics import Metrics
 
+_RETRY_AFTER_MAX_S = 3600.0
+
 
 class GiveUp(Exception):
     def __init__(self, last: FetchError) -> None:
@@ -40,15 +42,30 @@ class Tries:
     def attempts(self) -> int:
         return self.failures + 1
 
-    async def failed(self, err: FetchError, *, immediate: bool = False) -> None:
-        """Account for ``err``; return when the next attempt may start, or raise GiveUp."""
+    async def failed(
+        self,
+        err: FetchError,
+        *,
+        immediate: bool = False,
+        undo: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Account for ``err``; return when the next attempt may start, or raise GiveUp.
+
+        ``undo`` (dropping bytes that failed verification) runs only when another
+        attempt follows: the last failure's bytes stay for quarantine.
+        """
         self.failures += 1
         self._metrics.retries.labels(reason=err.code.split(":")[0]).inc()
-        await self._persist(self.failures, err.code)
         if self.failures >= self._max:
+            await self._persist(self.failures, err.code)
             raise GiveUp(err)
+        if undo is not None:
+            await undo()
+        await self._persist(self.failures, err.code)
         if err.retry_after is not None:
-            delay = min(err.retry_after, self._backoff.cap)
+            # The server knows its own load better than our cap does; the bound
+            # only guards against a nonsense date.
+            delay = min(err.retry_after, _RETRY_AFTER_MAX_S)
         elif immediate and self.failures == 1:
             delay = 0.0
         else:

@@ -102,3 +102,77 @@ def with_serial(page_bytes: bytes, serial: int) -> bytes:
 def reserial(stream: bytes, serial: int) -> bytes:
     """A whole logical stream (one link of a chain) under a new serial number."""
     return b"".join(with_serial(raw, serial) for _, raw in iter_pages(stream))
+
+
+class OggError(ValueError):
+    """The bytes break the Ogg Opus container; the message says where and how."""
+
+
+class OggCheck:
+    """Checks a chained Ogg Opus stream as it arrives, in whatever pieces it comes.
+
+    Per page: capture pattern, version 0, CRC. Per link (logical stream):
+    BOS first with ``OpusHead``, then ``OpusTags``, page sequence without
+    gaps, nothing after EOS, and closed by EOS before the next link begins
+    (CXone's chained recordings never interleave links). At most one partial
+    page is buffered, so memory stays bounded by Ogg's 64 KiB page limit.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._offset = 0  # stream position of _buf[0], for error messages
+        self._open: int | None = None  # serial of the link in progress
+        self._next_seq = 0
+        self._seen: set[int] = set()
+        self.pages = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._buf += data
+        pos = 0
+        buf = self._buf
+        while True:
+            page = parse_header(buf, pos)
+            if page is None:
+                break
+            if page.version != 0:
+                raise OggError(f"no Ogg page at byte {self._offset + pos}")
+            if len(buf) - pos < page.size:
+                break
+            self._page(page, memoryview(buf)[pos : pos + page.size], self._offset + pos)
+            pos += page.size
+        if pos:
+            del buf[:pos]
+            self._offset += pos
+
+    def _page(self, page: Page, raw: memoryview, at: int) -> None:
+        if page_crc(raw) != page.crc:
+            raise OggError(f"CRC mismatch in page at byte {at}")
+        body = bytes(raw[page.header_len : page.header_len + 8])
+        if page.bos:
+            if self._open is not None:
+                raise OggError(f"link {self._open} not closed by EOS before byte {at}")
+            if page.serial in self._seen or page.sequence != 0:
+                raise OggError(f"BOS page at byte {at} reuses serial or sequence")
+            if body != b"OpusHead":
+                raise OggError(f"link at byte {at} does not start with OpusHead")
+            self._open, self._next_seq = page.serial, 0
+            self._seen.add(page.serial)
+        elif page.serial != self._open:
+            raise OggError(f"page at byte {at} belongs to no open link")
+        if page.sequence != self._next_seq:
+            raise OggError(f"page sequence gap at byte {at}")
+        if page.sequence == 1 and body != b"OpusTags":
+            raise OggError(f"link at byte {at} has no OpusTags")
+        self._next_seq += 1
+        self.pages += 1
+        if page.eos:
+            self._open = None
+
+    def finish(self) -> None:
+        """At the end of a batch: no partial page left, every link closed."""
+        if self._buf:
+            raise OggError(f"{len(self._buf)} trailing bytes are not a whole page")
+        if self._open is not None:
+            raise OggError(f"link {self._open} not closed by EOS")
+        if not self.pages:
+            raise OggError("no Ogg pages")

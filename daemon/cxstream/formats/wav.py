@@ -38,3 +38,19 @@ def header(data_bytes: int) -> bytes:
         b"data",
         data_bytes,
     )
+
+
+class PcmCheck:
+    """PCM has no framing to check; what can be checked is whole samples."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self.bytes += len(data)
+
+    def finish(self) -> None:
+        if self.bytes % (SAMPLE_BYTES * CHANNELS):
+            raise ValueError(f"{self.bytes} bytes is not a whole number of 16-bit samples")
+        if not self.bytes:
+            raise ValueError("no samples")

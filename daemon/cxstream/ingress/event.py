@@ -27,9 +27,12 @@ def _day(timestamp: Any, received: datetime) -> str:
         try:
             parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
             when = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        except ValueError:
+        except (ValueError, OverflowError):
+            # OverflowError: an offset that moves year 1 or 9999 out of range
+            # ("0001-01-01T00:00:00+14:00"); the receipt date is as good a folder.
             pass
-    return when.strftime("%Y/%m/%d")
+    # Not strftime: glibc's %Y does not zero-pad years before 1000, and the folder is YYYY.
+    return f"{when.year:04d}/{when.month:02d}/{when.day:02d}"
 
 
 def _offsets(raw: Any) -> tuple[int, ...] | None:

@@ -100,7 +100,12 @@ async def receive(request: web.Request) -> web.Response:
         return _reject(request, 503, "shutting down")
     if request.content_type != "application/json":
         return _reject(request, 415, "content-type must be application/json")
-    body = await _read_body(request, cfg.max_body_bytes)
+    try:
+        body = await _read_body(request, cfg.max_body_bytes)
+    except ConnectionError:
+        # The client hung up mid-body (or broke its chunked framing and then
+        # hung up): its fault, not ours, so no "internal error" and no traceback.
+        return _reject(request, 400, "request body incomplete")
     if body is None:
         return _reject(request, 413, f"body over {cfg.max_body_bytes} bytes")
     try:

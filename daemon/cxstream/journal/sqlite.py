@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     body          BLOB NOT NULL,
     attempts      INTEGER NOT NULL DEFAULT 0,
     next_at       REAL NOT NULL,
+    created_at    REAL NOT NULL,
     last_error    TEXT,
     delivered_at  REAL
 );
@@ -252,9 +253,9 @@ class SqliteJournal:
             if announcement is not None:
                 # Same transaction: a completed job always has its announcement.
                 db.execute(
-                    "INSERT INTO outbox (webhook_id, recording_id, body, next_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (f"msg_{uuid.uuid4().hex}", result["recordingId"], announcement, now),
+                    "INSERT INTO outbox (webhook_id, recording_id, body, next_at, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (f"msg_{uuid.uuid4().hex}", result["recordingId"], announcement, now, now),
                 )
 
         await self._run(self._tx, body)
@@ -308,6 +309,15 @@ class SqliteJournal:
                 "SELECT MIN(next_at) FROM outbox WHERE delivered_at IS NULL"
             ).fetchone()
             return None if row is None else row[0]
+
+        return await self._run(self._tx, body)
+
+    async def backlog(self) -> tuple[int, float | None]:
+        def body(db: sqlite3.Connection) -> tuple[int, float | None]:
+            row = db.execute(
+                "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE delivered_at IS NULL"
+            ).fetchone()
+            return row[0], row[1]
 
         return await self._run(self._tx, body)
 

@@ -48,6 +48,7 @@ class ArchiveNotifier:
         self._signer = Webhook(config.secret.reveal())
         self._backoff = Backoff(config.backoff_base_s, config.backoff_cap_s)
         self._wake = asyncio.Event()
+        self._reported_at = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -56,8 +57,7 @@ class ArchiveNotifier:
         while True:
             try:
                 due = await self._journal.due_announcements(time.time(), _BATCH)
-                counts = await self._journal.counts()
-                self._metrics.backlog.set(counts["archive_backlog"])
+                await self._report_backlog()
             except JournalError as exc:
                 log.error("journal unavailable to the notifier: %s", exc)
                 due = []
@@ -69,6 +69,19 @@ class ArchiveNotifier:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(await self._next_wait()):
                     await self._wake.wait()
+
+    async def _report_backlog(self) -> None:
+        """Undelivered announcements are never silent: a gauge always, a line now and then."""
+        pending, oldest = await self._journal.backlog()
+        self._metrics.backlog.set(pending)
+        now = time.time()
+        if pending and now - self._reported_at >= self._config.backlog_report_s:
+            self._reported_at = now
+            self._audit.warning(
+                "archive.backlog",
+                pending=pending,
+                oldest_age_s=round(now - (oldest or now), 3),
+            )
 
     async def _next_wait(self) -> float:
         try:

@@ -32,6 +32,8 @@ stream request of the recording, including 401s, rejected ones and resumes;
 - ``status {status = 429|503, retry_after}``: the JSON error with ``Retry-After``.
 - ``json200``: 200, ``application/json``, ``{"error": "storage_timeout"}``.
 - ``expire_token``: revoke the request's token and answer 401 ``invalid_token``.
+- ``codec_unavailable``: 406 for the requested codec although the metadata lists it
+  (a codec withdrawn between the metadata GET and the stream GET).
 - ``metadata_status {status, retry_after}``: the same, for the metadata GET.
 
 ``after_bytes`` counts bytes of the response being sent (after a Range
@@ -71,6 +73,7 @@ FAULT_PARAMS: dict[str, frozenset[str]] = {
     "status": frozenset({"status", "retry_after"}),
     "json200": frozenset(),
     "expire_token": frozenset(),
+    "codec_unavailable": frozenset(),
     "metadata_status": frozenset({"status", "retry_after"}),
 }
 METADATA_FAULTS = frozenset({"metadata_status"})

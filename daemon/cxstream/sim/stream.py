@@ -69,6 +69,9 @@ async def _serve(
     if "status" in kinds:
         raise retryable(kinds["status"].status, kinds["status"].retry_after)
     query = validate_stream_query(spec, request.query)
+    if "codec_unavailable" in kinds:
+        others = [c for c in spec.codecs if c != query.codec]
+        raise ApiError(406, "codec_unavailable", available=others)
     if "json200" in kinds:
         log.status = 200
         return json_response({"error": "storage_timeout"}, 200)

@@ -20,13 +20,24 @@ from typing import Any
 import aiofiles
 import aiofiles.os
 
-from cxstream.formats import wav
+from cxstream.formats import ogg, wav
 
 _REHASH_CHUNK = 1024 * 1024
+# Chunks arrive at whatever size the network hands over (often 16 KiB); each
+# aiofiles call is a hop to a thread, so they are coalesced to this size.
+_WRITE_COALESCE = 256 * 1024
+
+
+class ContainerError(ValueError):
+    """The bytes break their container format (an Ogg page, a PCM sample)."""
 
 
 def _sha() -> Any:
     return hashlib.sha256()
+
+
+def _check(codec: str) -> Any:
+    return ogg.OggCheck() if codec == "opus" else wav.PcmCheck()
 
 
 class PartFile:
@@ -41,6 +52,8 @@ class PartFile:
         self._source = _sha()
         self._source_at_batch = _sha()
         self._batch = _sha()
+        self._check = _check(codec)
+        self._pending = bytearray()
 
     # -- lifecycle --------------------------------------------------------
 
@@ -69,12 +82,23 @@ class PartFile:
         await self._hash_range(self.data_start, batch_start, self._source)
         self.position = batch_start
         self.begin_batch()
-        await self._hash_range(batch_start, offset, self._batch, self._source)
+        try:
+            await self._hash_range(batch_start, offset, self._batch, self._source, self._check)
+        except ValueError:
+            # What was durable no longer parses: drop the batch, keep the rest.
+            await self.restart_batch()
+            return True
         self.position = offset
         await self._fh.seek(offset)
         return True
 
+    async def _flush(self) -> None:
+        if self._pending:
+            data, self._pending = bytes(self._pending), bytearray()
+            await self._fh.write(data)
+
     async def _hash_range(self, start: int, end: int, *digests: Any) -> None:
+        await self._flush()
         await self._fh.seek(start)
         remaining = end - start
         while remaining > 0:
@@ -91,6 +115,7 @@ class PartFile:
 
     async def close(self) -> None:
         if self._fh is not None:
+            await self._flush()
             await self._fh.close()
             self._fh = None
 
@@ -105,14 +130,24 @@ class PartFile:
         self.batch_start = self.position
         self._source_at_batch = self._source.copy()
         self._batch = _sha()
+        self._check = _check(self.codec)
+
+    def end_batch(self) -> None:
+        """The batch is all here: its container must be complete (raises ContainerError)."""
+        try:
+            self._check.finish()
+        except ValueError as exc:
+            raise ContainerError(str(exc)) from None
 
     async def restart_batch(self) -> None:
         """Forget everything the current batch wrote (a 200 to a resume, a bad digest)."""
+        await self._flush()
         await self._fh.truncate(self.batch_start)
         await self._fh.seek(self.batch_start)
         self.position = self.batch_start
         self._source = self._source_at_batch.copy()
         self._batch = _sha()
+        self._check = _check(self.codec)
 
     @property
     def batch_bytes(self) -> int:
@@ -129,12 +164,22 @@ class PartFile:
         return self._source.hexdigest()
 
     async def write(self, chunk: bytes) -> None:
-        await self._fh.write(chunk)
+        self._pending += chunk
+        if len(self._pending) >= _WRITE_COALESCE:
+            await self._flush()
         self._batch.update(chunk)
         self._source.update(chunk)
         self.position += len(chunk)
+        try:
+            # Checked as it lands. The part file is never trusted, so the bad
+            # chunk may sit there: the batch restarts, or, if it never
+            # verifies, the bytes go to quarantine as evidence.
+            self._check.update(chunk)
+        except ValueError as exc:
+            raise ContainerError(str(exc)) from None
 
     async def sync(self) -> None:
+        await self._flush()
         await self._fh.flush()
         await asyncio.to_thread(os.fsync, self._fh.fileno())
 
@@ -142,6 +187,7 @@ class PartFile:
 
     async def seal(self) -> str:
         """Write the final header, fsync, and return the sha256 of the file as it will be."""
+        await self._flush()
         if self.data_start:
             await self._fh.seek(0)
             await self._fh.write(wav.header(self.source_bytes))

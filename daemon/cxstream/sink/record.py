@@ -1,0 +1,75 @@
+"""What a finished recording is: the record behind its sidecar and its announcement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from cxstream.planner import Segment
+
+EXTENSIONS = {"opus": "opus", "pcm": "wav"}
+FILE_TYPES = {"opus": "audio/ogg; codecs=opus", "pcm": "audio/wav"}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Archived:
+    """What a finished job hands to the journal, the sidecar and the notifier."""
+
+    recording_id: str
+    contact_id: str | None
+    codec: str
+    path: Path
+    bytes: int
+    sha256: str
+    source_sha256: str
+    segments: tuple[Segment, ...]
+    attempts: int
+    ttfb_ms: float | None
+    duration_ms: float
+    started_at: float
+    completed_at: float
+
+    def sidecar(self) -> dict[str, Any]:
+        return {
+            "recordingId": self.recording_id,
+            "contactId": self.contact_id,
+            "codec": self.codec,
+            "contentType": FILE_TYPES[self.codec],
+            "path": str(self.path),
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "sourceSha256": self.source_sha256,
+            "segments": [{"offset": s.offset, "duration": s.duration} for s in self.segments],
+            "durationSeconds": sum(s.duration for s in self.segments),
+            "attempts": self.attempts,
+            "ttfb_ms": None if self.ttfb_ms is None else round(self.ttfb_ms, 1),
+            "duration_ms": round(self.duration_ms, 1),
+            "startedAt": _iso(self.started_at),
+            "completedAt": _iso(self.completed_at),
+        }
+
+    def announcement(self) -> bytes:
+        return orjson.dumps(
+            {
+                "type": "recording.archived",
+                "timestamp": _iso(self.completed_at),
+                "data": {
+                    "recordingId": self.recording_id,
+                    "contactId": self.contact_id,
+                    "path": str(self.path),
+                    "bytes": self.bytes,
+                    "sha256": self.sha256,
+                    "codec": self.codec,
+                    "contentType": FILE_TYPES[self.codec],
+                    "durationSeconds": sum(s.duration for s in self.segments),
+                },
+            }
+        )
