@@ -171,7 +171,7 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
 
     sim.stats.issue_token = issue_and_remember  # type: ignore[method-assign]
     async with sim, aiohttp.ClientSession() as session:
-        config = write_config(tmp, sim, streams={"concurrency": 1})
+        config = write_config(tmp, sim, streams={"concurrency": 1}, webhook={"body_timeout_s": 1.0})
         daemon = Daemon(config)
         await daemon.start()
         e = Env(sim=sim, daemon=daemon, session=session, tmp=tmp, cxone_calls=calls, tokens=tokens)
@@ -628,6 +628,31 @@ async def test_client_hanging_up_mid_body_is_not_an_internal_error(env: Env) -> 
     env.outcomes["rejected_400"] += 1
 
 
+async def test_a_sender_stalling_mid_body_gets_408(env: Env) -> None:
+    d = env.daemon
+    host, port = d.webhook_url.split("/")[2].rsplit(":", 1)
+    body = completed("rec-slow")
+    head = "".join(f"{k}: {v}\r\n" for k, v in sign(body).items())
+    before = env.cxone()
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            f"POST /webhooks/cxone HTTP/1.1\r\nHost: x\r\n{head}"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:10]
+        )
+        await writer.drain()
+        async with asyncio.timeout(10):
+            status_line = await reader.readline()
+    finally:
+        writer.close()
+    assert status_line.split()[1] == b"408", status_line
+    line = await d.wait_event("webhook.rejected", status=408)
+    assert line["reason"] == "request body not received in time"
+    assert env.cxone() == before
+    env.outcomes["rejected_408"] += 1
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
@@ -841,12 +866,9 @@ def _check_trail(d: Daemon, secrets: list[str]) -> None:
         assert isinstance(line["event"], str) and line["event"], line
     stderr = d.stderr.decode()
     assert "webhook handler failed" not in stderr, stderr[-3000:]
-    # The one traceback allowed is aiohttp's own, for the deliberately broken
-    # chunked framing above, which never reached our handler.
-    records = re.split(r"\n(?=[A-Z]+ [\w.]+: )", stderr.strip()) if stderr.strip() else []
-    for record in records:
-        if "Traceback" in record:
-            assert record.startswith("ERROR aiohttp.server: Error handling request"), record
+    # Not even aiohttp's own, for the deliberately broken chunked framing above:
+    # a client's malformed request is one warning line, never a stack.
+    assert "Traceback" not in stderr, stderr[-3000:]
     for secret in secrets:
         assert secret not in stderr
 

@@ -38,11 +38,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ClientFaultFilter(logging.Filter):
+    """aiohttp logs a traceback for every malformed request a client sends.
+
+    That is the client's fault, answered with a 400 already; a traceback per
+    bad request would let anyone flood the journal. Keep one line, no stack.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "bad request from client: %s", (exc.message,)
+            record.exc_info, record.exc_text, record.levelno, record.levelname = (
+                None,
+                None,
+                logging.WARNING,
+                "WARNING",
+            )
+        return True
+
+
 def _diagnostics() -> None:
     # Diagnostics go to stderr so that stdout can carry nothing but NDJSON.
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("aiohttp.server").addFilter(_ClientFaultFilter())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,6 +72,7 @@ class WebhookConfig:
     listen: HostPort
     secret: Secret
     max_body_bytes: int = 64 * 1024
+    body_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,7 @@ class Config:
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "webhook": {"listen": "127.0.0.1:8600", "max_body_bytes": 65536},
+    "webhook": {"listen": "127.0.0.1:8600", "max_body_bytes": 65536, "body_timeout_s": 10.0},
     "cxone": {
         "codecs": ["opus", "pcm"],
         "connect_timeout_s": 10.0,
@@ -370,6 +371,7 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
             listen=wh.listen("listen"),
             secret=webhook_secret,
             max_body_bytes=wh.number("max_body_bytes", int, 1024, 16 * 1024 * 1024),
+            body_timeout_s=wh.number("body_timeout_s", float, 0.1, 600),
         ),
         cxone=CxoneConfig(
             base_url=cx.url("base_url"),

@@ -101,7 +101,11 @@ async def receive(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         return _reject(request, 415, "content-type must be application/json")
     try:
-        body = await _read_body(request, cfg.max_body_bytes)
+        # A sender that stops mid-body must not hold a handler for ever.
+        async with asyncio.timeout(cfg.body_timeout_s):
+            body = await _read_body(request, cfg.max_body_bytes)
+    except TimeoutError:
+        return _reject(request, 408, "request body not received in time")
     except ConnectionError:
         # The client hung up mid-body (or broke its chunked framing and then
         # hung up): its fault, not ours, so no "internal error" and no traceback.
