@@ -23,6 +23,8 @@ import aiohttp
 import orjson
 from standardwebhooks.webhooks import Webhook
 
+from tests.schema import audit_validator
+
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"webhook-secret-for-tests-0123456").decode()
 ARCHIVE_SECRET = "whsec_" + base64.b64encode(b"archive-secret-for-tests-654321").decode()
 CLIENT_ID = "cxstream-test"
@@ -104,6 +106,9 @@ class Daemon:
         self.env = env or {}
         self.events: list[Event] = []
         self.raw_lines: list[bytes] = []
+        # Every line any test's daemon writes is held to the published schema.
+        self.schema_errors: list[str] = []
+        self._validator = audit_validator()
         self.stderr = b""
         self.proc: asyncio.subprocess.Process | None = None
         self.webhook_url = ""
@@ -140,6 +145,10 @@ class Daemon:
                 event = orjson.loads(line)
             except orjson.JSONDecodeError:
                 event = {"event": "__not_json__", "line": line.decode(errors="replace")}
+                self.schema_errors.append(f"not JSON: {line[:200]!r}")
+            else:
+                for error in self._validator.iter_errors(event):
+                    self.schema_errors.append(f"{error.message} in {line[:300]!r}")
             async with self._changed:
                 self.events.append(event)
                 self._changed.notify_all()
@@ -203,7 +212,11 @@ class Daemon:
             code = await self.proc.wait()
             if self._reader is not None:
                 await self._reader
+        self.assert_schema()
         return code
+
+    def assert_schema(self) -> None:
+        assert not self.schema_errors, "\n".join(self.schema_errors[:10])
 
     async def kill(self) -> None:
         assert self.proc is not None
@@ -211,3 +224,4 @@ class Daemon:
         await self.proc.wait()
         if self._reader is not None:
             await self._reader
+        self.assert_schema()

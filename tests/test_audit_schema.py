@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,8 @@ from tests.harness import (
     completed,
     sign,
 )
+from tests.schema import SCHEMA_PATH, audit_validator
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "docs" / "audit.schema.json"
 PACKAGE = Path(cxstream.__file__).resolve().parent
 # Specified in the schema while the daemon was still gaining them: the schema may
 # run ahead of the code by these, never behind it.
@@ -48,14 +47,6 @@ FORBIDDEN = (
 )
 SHA = "4b64d9cce11ab37f610e9f2cdc772cc16ebee69b6b33b989e64aa48fa459eafe"
 TS = "2026-11-24T04:33:58.698955Z"
-
-
-@functools.cache
-def audit_validator() -> Draft202012Validator:
-    """The validator of one audit line (a parsed JSON object), schema checked first."""
-    schema = json.loads(SCHEMA_PATH.read_text())
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
 
 
 def _line(level: str, event: str, **fields: Any) -> dict[str, Any]:
