@@ -179,20 +179,28 @@ VALID: dict[str, dict[str, Any]] = {
         latency_ms=3.1,
     ),
     "archive.backlog": _line("warning", "archive.backlog", pending=3, oldest_age_s=42.5),
+    "recording.codec_fallback": _line(
+        "warning",
+        "recording.codec_fallback",
+        recording_id="rec-0406",
+        codec="opus",
+        next_codec="pcm",
+        status=406,
+        error="codec_unavailable",
+    ),
 }
 
 # Other shapes the code writes: the second call site of an event, the other branch.
 VARIANTS: list[dict[str, Any]] = [
-    # fetcher/job.py, a codec given up after a 406: codec added, delay_s the integer 0.
+    # fetcher/job.py, the last codec given up: nothing left to try.
     _line(
         "warning",
-        "stream.retry",
+        "recording.codec_fallback",
         recording_id="rec-7",
+        codec="pcm",
+        next_codec=None,
         status=406,
         error="codec_unavailable",
-        codec="opus",
-        delay_s=0,
-        attempt=1,
     ),
     _line(
         "warning",
@@ -203,12 +211,13 @@ VARIANTS: list[dict[str, Any]] = [
         delay_s=0.0,
         attempt=3,
     ),
-    # fetcher/pool.py, a job that crashed: no status.
+    # fetcher/pool.py, a job that crashed: no HTTP status.
     _line(
         "error",
         "recording.failed",
         recording_id="rec-7",
         error="internal_error: KeyError",
+        status=None,
         attempts=3,
     ),
     _line(
@@ -510,7 +519,7 @@ async def test_every_line_of_a_real_daemon_run_validates(
         "daemon.stopped",
     }
     assert daemon.find("stream.resumed", status=200, range_ignored=True)
-    assert daemon.find("stream.retry", status=406, codec="opus")
+    assert daemon.find("recording.codec_fallback", status=406, codec="opus", next_codec="pcm")
     for line in daemon.events:
         assert _errors(line) == [], line
     raw = b"".join(daemon.raw_lines)

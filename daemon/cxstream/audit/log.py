@@ -8,6 +8,7 @@ by naming a key carelessly or by passing an exception text that quotes one.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from contextlib import suppress
@@ -34,6 +35,7 @@ _DENY = frozenset(
 )
 
 AuditLog = structlog.typing.FilteringBoundLogger
+_BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 
 
 class _Redactor:
@@ -43,15 +45,20 @@ class _Redactor:
         self._secrets = tuple(s for s in secrets if len(s) >= 8)
 
     def _scrub(self, value: Any) -> Any:
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if not isinstance(value, str | dict | list | tuple):
+            # An exception or a path is rendered as text anyway: scrub that text.
+            value = str(value)
         if isinstance(value, str):
             for secret in self._secrets:
                 if secret in value:
                     value = value.replace(secret, REDACTED)
-            if "Bearer " in value:
-                value = value.split("Bearer ", 1)[0] + "Bearer " + REDACTED
-            return value
+            return _BEARER.sub(rf"\1{REDACTED}", value)
         if isinstance(value, dict):
-            return {k: REDACTED if k.lower() in _DENY else self._scrub(v) for k, v in value.items()}
+            return {
+                k: REDACTED if str(k).lower() in _DENY else self._scrub(v) for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
             return [self._scrub(v) for v in value]
         return value

@@ -179,19 +179,18 @@ class JobRunner:
         codecs = [c for c in dict.fromkeys([*prefs, *self._cfg.cxone.codecs]) if c in meta.codecs]
         if not codecs:
             raise PermanentError("codec_unavailable")
-        for codec in codecs:
+        for i, codec in enumerate(codecs):
             try:
                 return await self._fetch_codec(
                     job, meta, wanted, codec, log, tries, progress, started_wall, started
                 )
             except CodecUnavailable as err:
                 log.warning(
-                    "stream.retry",
+                    "recording.codec_fallback",
+                    codec=codec,
+                    next_codec=codecs[i + 1] if i + 1 < len(codecs) else None,
                     status=err.status,
                     error=err.code,
-                    codec=codec,
-                    delay_s=0,
-                    attempt=tries.attempts,
                 )
                 if progress.part is not None:
                     await progress.part.discard()

@@ -74,5 +74,6 @@ class WorkerPool:
                     "recording.failed",
                     recording_id=job.recording_id,
                     error=error,
+                    status=None,
                     attempts=job.attempts + 1,
                 )

@@ -57,12 +57,13 @@ class ArchiveNotifier:
         while True:
             try:
                 due = await self._journal.due_announcements(time.time(), _BATCH)
-                await self._report_backlog()
             except JournalError as exc:
                 log.error("journal unavailable to the notifier: %s", exc)
                 due = []
             for announcement in due:
                 await self._deliver(announcement)
+            with contextlib.suppress(JournalError):
+                await self._report_backlog()
             if len(due) == _BATCH:
                 continue
             self._wake.clear()
@@ -71,11 +72,14 @@ class ArchiveNotifier:
                     await self._wake.wait()
 
     async def _report_backlog(self) -> None:
-        """Undelivered announcements are never silent: a gauge always, a line now and then."""
+        """Undelivered announcements are never silent: a gauge always, and a line
+        every ``backlog_report_s`` while one has waited at least that long (a
+        healthy sink, answering within seconds, never causes one)."""
         pending, oldest = await self._journal.backlog()
         self._metrics.backlog.set(pending)
         now = time.time()
-        if pending and now - self._reported_at >= self._config.backlog_report_s:
+        every = self._config.backlog_report_s
+        if pending and now - (oldest or now) >= every and now - self._reported_at >= every:
             self._reported_at = now
             self._audit.warning(
                 "archive.backlog",
