@@ -166,7 +166,7 @@ def _verify(row: Row, sim: SimServer, announced: set[str]) -> None:
     row.note = "; ".join(problems)
 
 
-async def _run(tmp: Path) -> int:
+async def _run(tmp: Path, keep: bool) -> int:
     tty = sys.stdout.isatty()
     corpus = default_corpus()
     rows = {spec.id: Row(spec.id) for spec in corpus}
@@ -181,7 +181,7 @@ async def _run(tmp: Path) -> int:
             stdin=asyncio.subprocess.DEVNULL,
         )
         tail = _AuditTail(tmp / "audit.ndjson")
-        started = time.monotonic()
+        started, wall_start = time.monotonic(), time.time()
         try:
             webhook_url = ""
             while not webhook_url:
@@ -214,7 +214,18 @@ async def _run(tmp: Path) -> int:
             deadline = started + _TIMEOUT_S
             while time.monotonic() < deadline:
                 for event in tail.read():
+                    row = rows.get(str(event.get("recording_id")))
+                    before = (row.state, row.note) if row else None
                     _apply(rows, event)
+                    if row and not tty and (row.state, row.note) != before:
+                        # Not a terminal (CI, a pipe): one line per change instead of a redraw.
+                        at = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
+                        elapsed = at.timestamp() - wall_start
+                        print(
+                            f"{elapsed:6.2f}s {row.recording_id:<10} {row.state:<10} "
+                            f"{row.bytes:>9,} B  {row.note}",
+                            flush=True,
+                        )
                 for rid, row in rows.items():
                     if row.state == "streaming":
                         served = sim.stats.stats_for(rid).bytes_served
@@ -243,16 +254,18 @@ async def _run(tmp: Path) -> int:
         f"\n{sum(r.verified for r in rows.values())}/{len(rows)} recordings verified, "
         f"{total:,} bytes; daemon exit status {proc.returncode}"
     )
-    print(f"files: {tmp / 'recordings'}\naudit: {tmp / 'audit.ndjson'}")
+    where = "" if keep else "  (removed at exit; `cxstream demo --keep` keeps them)"
+    print(f"files: {tmp / 'recordings'}\naudit: {tmp / 'audit.ndjson'}{where}")
     return 0 if ok and proc.returncode == 0 else 1
 
 
 def main(*, keep: bool = False) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cxstream-demo-"))
+    keep = keep or bool(os.environ.get("CXSTREAM_DEMO_KEEP"))
     try:
-        return asyncio.run(_run(tmp))
+        return asyncio.run(_run(tmp, keep))
     except KeyboardInterrupt:
         return 130
     finally:
-        if not keep and not os.environ.get("CXSTREAM_DEMO_KEEP"):
+        if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
