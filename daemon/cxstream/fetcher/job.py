@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 
@@ -60,6 +61,8 @@ class _Progress:
 
 
 class JobRunner:
+    """Runs jobs; one ``_Run`` per job holds that job's state."""
+
     def __init__(
         self,
         *,
@@ -68,53 +71,66 @@ class JobRunner:
         journal: Journal,
         audit: AuditLog,
         metrics: Metrics,
-        on_completed: Any = None,
+        on_completed: Callable[[], None] | None = None,
     ) -> None:
-        self._cfg = config
-        self._client = client
-        self._journal = journal
-        self._audit = audit
-        self._metrics = metrics
-        self._on_completed = on_completed
-        self._backoff = Backoff(config.streams.backoff_base_s, config.streams.backoff_cap_s)
+        self.cfg = config
+        self.client = client
+        self.journal = journal
+        self.audit = audit
+        self.metrics = metrics
+        self.on_completed = on_completed
+        self.backoff = Backoff(config.streams.backoff_base_s, config.streams.backoff_cap_s)
         s = config.streams
-        self._settings = StreamSettings(s.idle_timeout_s, s.chunk_bytes, s.checkpoint_bytes)
+        self.settings = StreamSettings(s.idle_timeout_s, s.chunk_bytes, s.checkpoint_bytes)
 
     async def run(self, job: Job) -> None:
-        log = self._audit.bind(recording_id=job.recording_id)
-        progress = _Progress(job.checkpoint)
+        await _Run(self, job).run()
 
-        async def persist(failures: int, error: str) -> None:
-            await self._journal.save_progress(job.id, failures, await _sync(progress), error)
 
-        tries = Tries(
+class _Run:
+    def __init__(self, runner: JobRunner, job: Job) -> None:
+        self.r = runner
+        self.job = job
+        self.log = runner.audit.bind(recording_id=job.recording_id)
+        self.progress = _Progress(job.checkpoint)
+        self.tries = Tries(
             failures=job.attempts,
-            max_attempts=self._cfg.streams.max_attempts,
-            backoff=self._backoff,
-            audit=log,
-            metrics=self._metrics,
-            persist=persist,
+            max_attempts=runner.cfg.streams.max_attempts,
+            backoff=runner.backoff,
+            audit=self.log,
+            metrics=runner.metrics,
+            persist=self._persist,
         )
-        started_wall, started = time.time(), time.monotonic()
-        self._metrics.active.inc()
+        self.started_wall, self.started = time.time(), time.monotonic()
+
+    async def _persist(self, failures: int, error: str | None) -> None:
+        cp = await _sync(self.progress)
+        await self.r.journal.save_progress(self.job.id, failures, cp, error)
+
+    async def checkpoint(self) -> None:
+        await self._persist(self.tries.failures, None)
+
+    async def run(self) -> None:
+        metrics = self.r.metrics
+        metrics.active.inc()
         try:
-            archived = await self._fetch(job, log, tries, progress, started_wall, started)
+            archived = await self._fetch()
         except asyncio.CancelledError:
-            await asyncio.shield(self._hand_back(job, tries, progress))
+            await asyncio.shield(self._hand_back())
             raise
         except GiveUp as exc:
             # The budget is spent: every counted failure was one attempt.
-            await asyncio.shield(self._fail(job, tries.failures, progress, exc.last, log))
+            await asyncio.shield(self._fail(self.tries.failures, exc.last))
             return
         except PermanentError as exc:
             # The permanent error was itself the last attempt.
-            await asyncio.shield(self._fail(job, tries.attempts, progress, exc, log))
+            await asyncio.shield(self._fail(self.tries.attempts, exc))
             return
         finally:
-            self._metrics.active.dec()
-        self._metrics.recordings.labels(outcome="completed").inc()
-        self._metrics.duration.observe(archived.duration_ms / 1000)
-        log.info(
+            metrics.active.dec()
+        metrics.recordings.labels(outcome="completed").inc()
+        metrics.duration.observe(archived.duration_ms / 1000)
+        self.log.info(
             "recording.completed",
             bytes=archived.bytes,
             sha256=archived.sha256,
@@ -124,120 +140,102 @@ class JobRunner:
             path=str(archived.path),
             codec=archived.codec,
         )
-        if self._on_completed is not None:
-            self._on_completed()
+        if self.r.on_completed is not None:
+            self.r.on_completed()
 
-    async def _hand_back(self, job: Job, tries: Tries, progress: _Progress) -> None:
-        cp = await _sync(progress)
-        await self._journal.save_progress(job.id, tries.failures, cp, None)
-        await self._journal.release(job.id)
-        if progress.part is not None:
-            await progress.part.close()
+    async def _hand_back(self) -> None:
+        await self.checkpoint()
+        await self.r.journal.release(self.job.id)
+        if self.progress.part is not None:
+            await self.progress.part.close()
 
-    async def _fail(
-        self, job: Job, attempts: int, progress: _Progress, err: FetchError, log: AuditLog
-    ) -> None:
-        part = progress.part
+    async def _fail(self, attempts: int, err: FetchError) -> None:
+        part, job = self.progress.part, self.job
         if part is not None and isinstance(err, IntegrityError) and part.source_bytes:
-            path = await quarantine(
-                part, self._cfg.storage.state_dir, job.recording_id, err.code, attempts
-            )
-            log.warning(
+            state_dir = self.r.cfg.storage.state_dir
+            path = await quarantine(part, state_dir, job.recording_id, err.code, attempts)
+            self.log.warning(
                 "recording.quarantined", reason=err.code, path=str(path), bytes=part.position
             )
         elif part is not None:
             await part.discard()
-        await self._journal.fail(job.id, attempts, err.code)
-        self._metrics.recordings.labels(outcome="failed").inc()
-        log.error("recording.failed", error=err.code, status=err.status, attempts=attempts)
+        await self.r.journal.fail(job.id, attempts, err.code)
+        self.r.metrics.recordings.labels(outcome="failed").inc()
+        self.log.error("recording.failed", error=err.code, status=err.status, attempts=attempts)
 
-    async def _fetch(
-        self,
-        job: Job,
-        log: AuditLog,
-        tries: Tries,
-        progress: _Progress,
-        started_wall: float,
-        started: float,
-    ) -> Archived:
+    async def _metadata(self) -> RecordingMeta:
         while True:
             try:
                 # The metadata GET gets the same idle limit as a stream read:
                 # a server that never answers must cost an attempt, not a worker.
-                async with Watchdog(self._settings.idle_timeout_s):
-                    meta = await self._client.metadata(job.recording_id)
-                break
+                async with Watchdog(self.r.settings.idle_timeout_s):
+                    return await self.r.client.metadata(self.job.recording_id)
             except FetchError as err:
                 if isinstance(err, PermanentError):
                     raise
-                await tries.failed(err)
+                await self.tries.failed(err)
+
+    async def _fetch(self) -> Archived:
+        meta = await self._metadata()
         try:
-            wanted = select(meta.segments, job.offsets)
+            wanted = select(meta.segments, self.job.offsets)
         except PlanError as exc:
             raise PermanentError(f"plan_impossible: {exc}") from None
-        prefs = [job.codec] if job.codec else []
-        codecs = [c for c in dict.fromkeys([*prefs, *self._cfg.cxone.codecs]) if c in meta.codecs]
+        prefs = [self.job.codec] if self.job.codec else []
+        preference = dict.fromkeys([*prefs, *self.r.cfg.cxone.codecs])
+        codecs = [c for c in preference if c in meta.codecs]
         if not codecs:
             raise PermanentError("codec_unavailable")
         for i, codec in enumerate(codecs):
             try:
-                return await self._fetch_codec(
-                    job, meta, wanted, codec, log, tries, progress, started_wall, started
-                )
+                return await self._fetch_codec(meta, wanted, codec)
             except CodecUnavailable as err:
-                log.warning(
+                self.log.warning(
                     "recording.codec_fallback",
                     codec=codec,
                     next_codec=codecs[i + 1] if i + 1 < len(codecs) else None,
                     status=err.status,
                     error=err.code,
                 )
-                if progress.part is not None:
-                    await progress.part.discard()
-                    progress.part = None
+                if self.progress.part is not None:
+                    await self.progress.part.discard()
+                    self.progress.part = None
         raise PermanentError("codec_unavailable", status=406)
 
-    async def _fetch_codec(
-        self,
-        job: Job,
-        meta: RecordingMeta,
-        wanted: tuple[Segment, ...],
-        codec: str,
-        log: AuditLog,
-        tries: Tries,
-        progress: _Progress,
-        started_wall: float,
-        started: float,
-    ) -> Archived:
-        final = self._cfg.storage.dir / job.day / f"{job.recording_id}.{EXTENSIONS[codec]}"
+    async def _open_part(
+        self, final: Path, codec: str, segments: int
+    ) -> tuple[PartFile, tuple[int, ...]]:
+        """The part file, resumed from the checkpoint when it can be; the batch in flight."""
+        progress, cp = self.progress, self.job.checkpoint
         part = progress.part = PartFile(final, codec)
-        cp = job.checkpoint if job.checkpoint and job.checkpoint.codec == codec else None
-        resumed = cp is not None and await part.resume(cp.batch_start, cp.offset)
-        if resumed:
-            assert cp is not None
+        if cp is not None and cp.codec == codec and await part.resume(cp.batch_start, cp.offset):
             progress.done, in_flight = cp.done, cp.batch
         else:
             await part.create()
             progress.done, in_flight = 0, ()
         progress.previous = None
-        log.info(
+        self.log.info(
             "recording.started",
             codec=codec,
-            segments=len(wanted),
-            resumed_bytes=part.source_bytes if resumed else 0,
-            attempt=tries.attempts,
+            segments=segments,
+            resumed_bytes=part.source_bytes,
+            attempt=self.tries.attempts,
         )
+        return part, in_flight
 
-        async def checkpoint() -> None:
-            await self._journal.save_progress(job.id, tries.failures, await _sync(progress), None)
-
+    async def _fetch_codec(
+        self, meta: RecordingMeta, wanted: tuple[Segment, ...], codec: str
+    ) -> Archived:
+        job, progress, tries = self.job, self.progress, self.tries
+        final = self.r.cfg.storage.dir / job.day / f"{job.recording_id}.{EXTENSIONS[codec]}"
+        part, in_flight = await self._open_part(final, codec, len(wanted))
         streamer = BatchStreamer(
-            client=self._client,
-            settings=self._settings,
-            audit=log,
-            metrics=self._metrics,
+            client=self.r.client,
+            settings=self.r.settings,
+            audit=self.log,
+            metrics=self.r.metrics,
             tries=tries,
-            checkpoint=checkpoint,
+            checkpoint=self.checkpoint,
         )
         max_segments = meta.max_segments
         whole = job.offsets is None or len(wanted) == len(meta.segments)
@@ -256,21 +254,20 @@ class JobRunner:
                 try:
                     await streamer.fetch(job.recording_id, codec, batch, meta.max_duration, part)
                 except SegmentLimit as err:
+                    # A server may lower its limit: adopt it and re-plan what is left.
                     if len(batch.segments) == 1:
                         raise PermanentError(err.code, status=err.status) from None
                     lowered = err.max_segments or len(batch.segments) - 1
                     max_segments = max(1, min(lowered, len(batch.segments) - 1))
-                    await part.restart_batch()
-                    await tries.failed(err, immediate=True)
+                    await tries.failed(err, immediate=True, undo=part.restart_batch)
                     continue
                 progress.done += len(batch.segments)
                 progress.batch = ()
                 part.begin_batch()
-                await checkpoint()
-            info = meta.codecs[codec]
+                await self.checkpoint()
             try:
                 if whole:
-                    _check_whole(part, info)
+                    _check_whole(part, meta.codecs[codec])
                 break
             except IntegrityError as err:
                 # Every response matched its own digest yet the whole does not
@@ -281,31 +278,42 @@ class JobRunner:
                     progress.done = 0
 
                 await tries.failed(err, undo=start_over)
+        return await self._publish(part, final, codec, wanted, streamer.ttfb_ms)
+
+    async def _publish(
+        self,
+        part: PartFile,
+        final: Path,
+        codec: str,
+        wanted: tuple[Segment, ...],
+        ttfb_ms: float | None,
+    ) -> Archived:
         sha = await part.seal()
         size = part.position
         await part.publish()
-        progress.part = None
-        completed_wall = time.time()
+        self.progress.part = None
         archived = Archived(
-            recording_id=job.recording_id,
-            contact_id=job.contact_id,
+            recording_id=self.job.recording_id,
+            contact_id=self.job.contact_id,
             codec=codec,
             path=final,
             bytes=size,
             sha256=sha,
             source_sha256=part.source_sha256(),
             segments=wanted,
-            attempts=tries.attempts,
-            ttfb_ms=streamer.ttfb_ms,
-            duration_ms=(time.monotonic() - started) * 1000,
-            started_at=started_wall,
-            completed_at=completed_wall,
+            attempts=self.tries.attempts,
+            ttfb_ms=ttfb_ms,
+            duration_ms=(time.monotonic() - self.started) * 1000,
+            started_at=self.started_wall,
+            completed_at=time.time(),
         )
-        sidecar = final.with_suffix(".json")
-        await write_atomic(sidecar, orjson.dumps(archived.sidecar(), option=orjson.OPT_INDENT_2))
-        announcement = archived.announcement() if self._cfg.archive.url else None
+        sidecar = orjson.dumps(archived.sidecar(), option=orjson.OPT_INDENT_2)
+        await write_atomic(final.with_suffix(".json"), sidecar)
+        announcement = archived.announcement() if self.r.cfg.archive.url else None
         await asyncio.shield(
-            self._journal.complete(job.id, tries.attempts, archived.sidecar(), announcement)
+            self.r.journal.complete(
+                self.job.id, self.tries.attempts, archived.sidecar(), announcement
+            )
         )
         return archived
 
