@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,22 @@ import pytest
 
 from cxstream.sim.server import SimServer
 from tests.harness import ARCHIVE_SECRET, CLIENT_ID, CLIENT_SECRET, Daemon, write_config
+
+
+@pytest.fixture(autouse=True)
+def reap_daemons() -> Iterator[None]:
+    """Kill any daemon this test started and did not stop (a failed assertion, say).
+
+    Synchronous and limited to this test's own processes, so a module-scoped
+    daemon (tests/test_webhook.py) and its event loop are left alone.
+    """
+    first = len(Daemon.started)
+    yield
+    for proc in Daemon.started[first:]:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+    del Daemon.started[first:]
 
 
 @pytest.fixture

@@ -61,7 +61,8 @@ def completed(recording_id: str, **data: Any) -> bytes:
 
 def write_config(tmp: Path, sim: Any, **overrides: dict[str, Any]) -> Path:
     sections: dict[str, dict[str, Any]] = {
-        "webhook": {"listen": "127.0.0.1:0", "secret": WEBHOOK_SECRET},
+        # A short drain: most tests stop a daemon or three; the drain has its own test.
+        "webhook": {"listen": "127.0.0.1:0", "secret": WEBHOOK_SECRET, "drain_grace_s": 0.1},
         "cxone": {
             "base_url": sim.base_url,
             "token_url": sim.token_url,
@@ -101,6 +102,10 @@ def write_config(tmp: Path, sim: Any, **overrides: dict[str, Any]) -> Path:
 class Daemon:
     """``cxstream run`` in a subprocess; ``events`` fills as NDJSON lines arrive."""
 
+    # Every process started, so a failing test cannot leave one running
+    # (conftest's autouse fixture reaps them).
+    started: list[asyncio.subprocess.Process] = []
+
     def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
         self.env = env or {}
@@ -130,6 +135,7 @@ class Daemon:
             stderr=asyncio.subprocess.PIPE,
             env=env,
         )
+        Daemon.started.append(self.proc)
         self._reader = asyncio.create_task(self._read())
         self._err_reader = asyncio.create_task(self._read_err())
         started = await self.wait_event("daemon.started", timeout_s=timeout_s)

@@ -23,6 +23,8 @@ async def test_sink_down_for_five_calls_and_a_restart_still_gets_everything_once
         tmp_path,
         sim,
         archive={"backoff_base_s": 0.2, "backoff_cap_s": 0.4, "backlog_report_s": 0.1},
+        # Stop at once, so the restart (not the drain) delivers what is left.
+        webhook={"drain_grace_s": 0},
     )
     daemon = Daemon(config)
     await daemon.start()

@@ -63,7 +63,7 @@ VALID: dict[str, dict[str, Any]] = {
         admin="127.0.0.1:9090",
         concurrency=4,
     ),
-    "daemon.stopping": _line("info", "daemon.stopping"),
+    "daemon.stopping": _line("info", "daemon.stopping", inflight_webhooks=0),
     "daemon.stopped": _line("info", "daemon.stopped"),
     "journal.opened": _line(
         "info", "journal.opened", path="/var/lib/cxstream/journal.sqlite3", requeued=0

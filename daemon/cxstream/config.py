@@ -73,6 +73,7 @@ class WebhookConfig:
     secret: Secret
     max_body_bytes: int = 64 * 1024
     body_timeout_s: float = 10.0
+    drain_grace_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,12 @@ class Config:
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "webhook": {"listen": "127.0.0.1:8600", "max_body_bytes": 65536, "body_timeout_s": 10.0},
+    "webhook": {
+        "listen": "127.0.0.1:8600",
+        "max_body_bytes": 65536,
+        "body_timeout_s": 10.0,
+        "drain_grace_s": 1.0,
+    },
     "cxone": {
         "codecs": ["opus", "pcm"],
         "connect_timeout_s": 10.0,
@@ -372,6 +378,7 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
             secret=webhook_secret,
             max_body_bytes=wh.number("max_body_bytes", int, 1024, 16 * 1024 * 1024),
             body_timeout_s=wh.number("body_timeout_s", float, 0.1, 600),
+            drain_grace_s=wh.number("drain_grace_s", float, 0.0, 5.0),
         ),
         cxone=CxoneConfig(
             base_url=cx.url("base_url"),

@@ -36,6 +36,7 @@ NOTIFIER = web.AppKey("notifier", ArchiveNotifier)
 JOURNAL_FILE = "journal.sqlite3"
 # SIGTERM to exit must fit systemd's TimeoutStopSec (15 s) with room to spare.
 WORKER_STOP_S = 6.0
+INFLIGHT_WAIT_S = 5.0
 HTTP_SHUTDOWN_S = 2.0
 log = logging.getLogger(__name__)
 
@@ -155,9 +156,16 @@ async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
             concurrency=config.streams.concurrency,
         )
         await stop.wait()
-        audit.info("daemon.stopping")
-        app[LIFECYCLE].draining = True
-        await app[POOL].stop(WORKER_STOP_S)
+        life = app[LIFECYCLE]
+        audit.info("daemon.stopping", inflight_webhooks=life.inflight)
+        life.draining = True
+        # While the workers checkpoint, the listener stays open: new webhooks
+        # get 503 + Retry-After (CXone retries), and those already being read
+        # finish with their real answer. Only then do the sockets close.
+        grace = asyncio.gather(
+            asyncio.sleep(config.webhook.drain_grace_s), life.wait_idle(INFLIGHT_WAIT_S)
+        )
+        await asyncio.gather(app[POOL].stop(WORKER_STOP_S), grace)
     finally:
         await admin_runner.cleanup()
         await runner.cleanup()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -16,10 +18,35 @@ from cxstream.metrics import Metrics
 
 @dataclass
 class Lifecycle:
-    """The daemon's phase, read by the webhook (503 when draining) and /readyz."""
+    """The daemon's phase, read by the webhook (503 when draining) and /readyz.
+
+    It also counts webhook requests in flight, so that a stop lets the ones
+    already past the door finish (their 202 means a committed job) instead of
+    cutting them off mid-body.
+    """
 
     listening: bool = False
     draining: bool = False
+    inflight: int = 0
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.inflight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.inflight -= 1
+        if not self.inflight:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        return self._idle.is_set()
 
 
 CONFIG = web.AppKey("config", Config)

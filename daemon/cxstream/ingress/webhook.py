@@ -162,6 +162,8 @@ async def receive(request: web.Request) -> web.Response:
 @web.middleware
 async def never_500(request: web.Request, handler: web.Handler) -> web.StreamResponse:
     """The contract allows one 5xx, the 503; a bug answers that, not a traceback."""
+    life = request.app[LIFECYCLE]
+    life.enter()
     try:
         return await handler(request)
     except web.HTTPException:
@@ -169,3 +171,5 @@ async def never_500(request: web.Request, handler: web.Handler) -> web.StreamRes
     except Exception:
         logging.getLogger(__name__).exception("webhook handler failed")
         return _reject(request, 503, "internal error")
+    finally:
+        life.leave()
