@@ -99,6 +99,9 @@ class SqliteJournal:
             return await asyncio.shield(loop.run_in_executor(self._executor, fn, *args))
         except sqlite3.Error as exc:
             raise JournalError(f"{exc.__class__.__name__}: {exc}") from exc
+        except RuntimeError:
+            # The executor is shut: the journal was closed under a late caller.
+            raise JournalError("journal is closed") from None
 
     def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
         db = self._db
@@ -114,6 +117,9 @@ class SqliteJournal:
         return out
 
     async def close(self) -> None:
+        if self._db is None:
+            return
+
         def _close() -> None:
             if self._db is not None:
                 self._db.close()
