@@ -267,3 +267,27 @@ async def test_retry_after_is_honoured_for_metadata_and_stream(
     assert [(r["status"], r["delay_s"]) for r in retries] == [(429, 1.0), (503, 1.0)]
     assert sim.stats.stats_for("rec-ra").metadata_requests == 2
     assert_exact(tmp_path, sim, "rec-ra", "opus")
+
+
+async def test_stall_after_the_last_byte_finishes_without_refetching(
+    sim: SimServer, start_daemon: StartDaemon, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    # Every byte of the first batch arrives, then the end-of-body marker never
+    # does: the resume's Range is past the end (416), and that is not a failure.
+    sim.add_recording({"id": "rec-end", "segments": 4, "codecs": ["opus"]})
+    first_batch = len(sim.body("rec-end", "opus", [0, 15, 30]))
+    sim.add_recording(
+        {
+            "id": "rec-end",
+            "segments": 4,
+            "codecs": ["opus"],
+            "faults": [{"kind": "stall", "after_bytes": first_batch, "on": [1]}],
+        }
+    )
+    daemon = await start_daemon()
+    assert (await daemon.post(http, completed("rec-end")))[0] == 202
+    await daemon.wait_event("recording.completed", recording_id="rec-end")
+    assert_exact(tmp_path, sim, "rec-end", "opus")
+    statuses = [r.status for r in sim.stats.stats_for("rec-end").requests]
+    assert statuses == [200, 416, 200]
+    assert sim.stats.stats_for("rec-end").bytes_served == len(sim.body("rec-end", "opus"))

@@ -203,3 +203,15 @@ def test_ogg_check_accepts_a_chain_in_any_split() -> None:
             check.update(chain[i : i + step])
         check.finish()
         assert check.pages == len(ogg.iter_pages(chain))
+
+
+async def test_a_paused_watchdog_does_not_fire() -> None:
+    # Our own disk work runs paused: only the network can stall.
+    async with Watchdog(0.1) as dog:
+        dog.pause()
+        await asyncio.sleep(0.3)
+        dog.ping()
+
+
+def test_backoff_survives_a_sink_down_for_days() -> None:
+    assert 0 <= Backoff(base=1.0, cap=300.0).delay(5000) <= 300.0

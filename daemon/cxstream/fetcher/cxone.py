@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from cxstream.fetcher.errors import (
     CodecUnavailable,
     FetchError,
     PermanentError,
+    RangeNotSatisfiable,
     SegmentLimit,
     parse_retry_after,
 )
@@ -78,6 +80,9 @@ async def _error_from(resp: aiohttp.ClientResponse) -> FetchError:
     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
     if status == 406:
         return CodecUnavailable(code, status=status)
+    if status == 416:
+        match = re.fullmatch(r"bytes \*/(\d+)", resp.headers.get("Content-Range", "").strip())
+        return RangeNotSatisfiable(code, length=int(match.group(1)) if match else None)
     if status == 413:
         limit = body.get("maxSegments")
         return SegmentLimit(

@@ -24,6 +24,15 @@ class PermanentError(FetchError):
     """No retry can help (404, 400, 416, a request no plan can satisfy)."""
 
 
+class RangeNotSatisfiable(PermanentError):
+    """416. Permanent for a plain request (a bad offset); for a resume, the
+    server's ``Content-Range: bytes */LENGTH`` says whether we already have it all."""
+
+    def __init__(self, code: str, *, length: int | None) -> None:
+        super().__init__(code, status=416)
+        self.length = length
+
+
 class CodecUnavailable(FetchError):
     """406: move on to the next codec in preference order."""
 
@@ -68,5 +77,7 @@ class Backoff:
     cap: float
 
     def delay(self, failures: int, rng: random.Random | None = None) -> float:
-        ceiling = min(self.cap, self.base * (2 ** max(0, failures - 1)))
+        # The exponent is bounded: past 2**60 the cap has long won, and a
+        # float cannot hold 2**1024 (a sink down for days must not crash us).
+        ceiling = min(self.cap, self.base * (2 ** min(max(0, failures - 1), 60)))
         return (rng or random).uniform(0, ceiling)

@@ -8,6 +8,7 @@ stopping daemon never loses more than the bytes since the last fsync.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +32,7 @@ from cxstream.fetcher.watchdog import Watchdog
 from cxstream.journal import Checkpoint, Job, Journal
 from cxstream.metrics import Metrics
 from cxstream.planner import PlanError, Segment, plan, select
-from cxstream.sink.part import PartFile, write_atomic
+from cxstream.sink.part import ContainerError, PartFile, write_atomic
 from cxstream.sink.quarantine import quarantine
 from cxstream.sink.record import EXTENSIONS, Archived
 
@@ -126,6 +127,13 @@ class _Run:
             # The permanent error was itself the last attempt.
             await asyncio.shield(self._fail(self.tries.attempts, exc))
             return
+        except Exception as exc:
+            # A bug or the disk (ENOSPC): dead-letter the job visibly, keep the
+            # worker. The traceback goes to stderr, never to the audit trail.
+            logging.getLogger(__name__).exception("job %s crashed", self.job.recording_id)
+            error = FetchError(f"internal_error: {exc.__class__.__name__}")
+            await asyncio.shield(self._fail(self.tries.attempts, error))
+            return
         finally:
             metrics.active.dec()
         metrics.recordings.labels(outcome="completed").inc()
@@ -159,6 +167,13 @@ class _Run:
             )
         elif part is not None:
             await part.discard()
+        elif job.checkpoint is not None:
+            # This run never reopened the earlier run's part file: remove it.
+            final = self.r.cfg.storage.dir / job.day / job.recording_id
+            orphan = PartFile(
+                final.with_suffix("." + EXTENSIONS[job.checkpoint.codec]), job.checkpoint.codec
+            )
+            await orphan.discard()
         await self.r.journal.fail(job.id, attempts, err.code)
         self.r.metrics.recordings.labels(outcome="failed").inc()
         self.log.error("recording.failed", error=err.code, status=err.status, attempts=attempts)
@@ -207,13 +222,24 @@ class _Run:
     ) -> tuple[PartFile, tuple[int, ...]]:
         """The part file, resumed from the checkpoint when it can be; the batch in flight."""
         progress, cp = self.progress, self.job.checkpoint
-        part = progress.part = PartFile(final, codec)
-        if cp is not None and cp.codec == codec and await part.resume(cp.batch_start, cp.offset):
+        part = PartFile(final, codec)
+        try:
+            resumed = False
+            if cp is not None and cp.codec == codec:
+                resumed = await part.resume(cp.batch_start, cp.offset)
+            if not resumed:
+                await part.create()
+        except BaseException:
+            # Until the part is fully open, the journal's checkpoint stays the
+            # truth: a stop in here must not record a half-built position.
+            await asyncio.shield(part.close())
+            raise
+        if resumed:
+            assert cp is not None
             progress.done, in_flight = cp.done, cp.batch
         else:
-            await part.create()
             progress.done, in_flight = 0, ()
-        progress.previous = None
+        progress.part, progress.previous = part, None
         self.log.info(
             "recording.started",
             codec=codec,
@@ -252,7 +278,14 @@ class _Run:
                 in_flight = ()
                 progress.batch = batch.offsets
                 try:
-                    await streamer.fetch(job.recording_id, codec, batch, meta.max_duration, part)
+                    await streamer.fetch(
+                        job.recording_id,
+                        codec,
+                        batch,
+                        meta.max_duration,
+                        part,
+                        need_digest=not whole,
+                    )
                 except SegmentLimit as err:
                     # A server may lower its limit: adopt it and re-plan what is left.
                     if len(batch.segments) == 1:
@@ -268,7 +301,18 @@ class _Run:
             try:
                 if whole:
                     _check_whole(part, meta.codecs[codec])
+                sha = await part.seal()
                 break
+            except ContainerError as exc:
+                # The disk does not hold what was verified: write it again.
+                err = IntegrityError(f"disk_mismatch: {exc}")
+
+                async def rewrite(part: PartFile = part) -> None:
+                    await part.discard()
+                    await part.create()
+                    progress.done = 0
+
+                await tries.failed(err, undo=rewrite)
             except IntegrityError as err:
                 # Every response matched its own digest yet the whole does not
                 # match the metadata: no batch can be blamed, so start over.
@@ -278,17 +322,17 @@ class _Run:
                     progress.done = 0
 
                 await tries.failed(err, undo=start_over)
-        return await self._publish(part, final, codec, wanted, streamer.ttfb_ms)
+        return await self._publish(part, sha, final, codec, wanted, streamer.ttfb_ms)
 
     async def _publish(
         self,
         part: PartFile,
+        sha: str,
         final: Path,
         codec: str,
         wanted: tuple[Segment, ...],
         ttfb_ms: float | None,
     ) -> Archived:
-        sha = await part.seal()
         size = part.position
         await part.publish()
         self.progress.part = None

@@ -18,7 +18,7 @@ import aiohttp
 
 from cxstream.audit import AuditLog
 from cxstream.fetcher.cxone import CxoneClient
-from cxstream.fetcher.errors import FetchError, IntegrityError, Stalled
+from cxstream.fetcher.errors import FetchError, IntegrityError, RangeNotSatisfiable, Stalled
 from cxstream.fetcher.tries import Tries
 from cxstream.fetcher.watchdog import Watchdog
 from cxstream.metrics import Metrics
@@ -27,8 +27,6 @@ from cxstream.sink.digest import DigestHeaderError, parse_repr_digest
 from cxstream.sink.part import ContainerError, PartFile
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
-# Connection-level failures: the bytes already on disk are good, resume after them.
-_RESUMABLE = (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +54,33 @@ class BatchStreamer:
         self._tries = tries
         self._checkpoint = checkpoint
         self.ttfb_ms: float | None = None
+        self._forget()
 
     async def fetch(
-        self, recording_id: str, codec: str, batch: Batch, max_duration: int, part: PartFile
+        self,
+        recording_id: str,
+        codec: str,
+        batch: Batch,
+        max_duration: int,
+        part: PartFile,
+        *,
+        need_digest: bool,
     ) -> None:
+        """Until the batch is on disk and verified. ``need_digest``: no other check
+        covers this batch (a subset of the recording), so a missing digest fails it."""
+        self._forget()
+
+        async def restart() -> None:
+            self._forget()
+            await part.restart_batch()
+
         while True:
             try:
-                await self._response(recording_id, codec, batch, max_duration, part)
+                if self._total is None or part.batch_bytes != self._total:
+                    await self._response(recording_id, codec, batch, max_duration, part)
+                # else: every byte arrived before the stall or cut; only the
+                # end-of-body marker was missing. Nothing left to ask for.
+                self._finish(part, need_digest)
                 return
             except Stalled as err:
                 self._metrics.stalls.inc()
@@ -73,21 +91,46 @@ class BatchStreamer:
                     idle_s=self._settings.idle_timeout_s,
                 )
                 await self._tries.failed(err, immediate=True)
-            except _RESUMABLE as exc:
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                # Cut connections, broken chunked framing, an unparseable
+                # response head: the bytes on disk are good, resume after them.
                 err = FetchError(f"connection_lost: {exc.__class__.__name__}")
                 await self._tries.failed(err, immediate=True)
             except IntegrityError as err:
-                await self._tries.failed(err, undo=part.restart_batch)
+                await self._tries.failed(err, undo=restart)
             except ContainerError as exc:
                 err = IntegrityError(f"container_invalid: {exc}")
-                await self._tries.failed(err, undo=part.restart_batch)
+                await self._tries.failed(err, undo=restart)
             except DigestHeaderError as exc:
                 err = IntegrityError(f"repr_digest_malformed: {exc}")
-                await self._tries.failed(err, undo=part.restart_batch)
+                await self._tries.failed(err, undo=restart)
+            except RangeNotSatisfiable as err:
+                if not part.batch_bytes:
+                    raise
+                if err.length == part.batch_bytes:
+                    self._total = err.length  # all here: finish on the next turn
+                    continue
+                # Our idea of the batch and the server's disagree: start it over.
+                await self._tries.failed(IntegrityError(err.code, status=416), undo=restart)
             except FetchError as err:
                 if err.__class__ is not FetchError:
                     raise  # permanent, codec or segment-limit: the job decides
                 await self._tries.failed(err)
+
+    def _forget(self) -> None:
+        """What the responses of this batch said of it: its size and its digest."""
+        self._total: int | None = None
+        self._expected: bytes | None = None
+
+    def _finish(self, part: PartFile, need_digest: bool) -> None:
+        if self._total is not None and part.batch_bytes != self._total:
+            raise IntegrityError(f"body_length_mismatch: {part.batch_bytes} of {self._total}")
+        if self._expected is None:
+            if need_digest:
+                raise IntegrityError("repr_digest_missing")
+        elif part.batch_digest() != self._expected:
+            raise IntegrityError("repr_digest_mismatch")
+        part.end_batch()
 
     async def _response(
         self, recording_id: str, codec: str, batch: Batch, max_duration: int, part: PartFile
@@ -106,13 +149,22 @@ class BatchStreamer:
             Watchdog(settings.idle_timeout_s) as dog,
             self._client.stream(recording_id, codec, batch, max_duration, start) as resp,
         ):
+            # The watchdog times the network only: our own disk and journal
+            # work happens with it paused, so a slow fsync is never a "stall".
+            dog.pause()
             self._metrics.requests.labels(status=str(resp.status)).inc()
-            dog.ping()
             expected = parse_repr_digest(resp.headers.get("Repr-Digest"))
             total = await self._position(resp, part, start)
+            self._total = total
+            if expected is not None or start == 0:
+                self._expected = expected
             since_checkpoint = 0
-            async for chunk in resp.content.iter_chunked(settings.chunk_bytes):
+            while True:
                 dog.ping()
+                chunk = await resp.content.read(settings.chunk_bytes)
+                dog.pause()
+                if not chunk:
+                    break
                 if self.ttfb_ms is None:
                     self.ttfb_ms = (time.monotonic() - sent) * 1000
                     self._metrics.ttfb.observe(self.ttfb_ms / 1000)
@@ -122,11 +174,6 @@ class BatchStreamer:
                 if since_checkpoint >= settings.checkpoint_bytes:
                     await self._checkpoint()
                     since_checkpoint = 0
-        if total is not None and part.batch_bytes != total:
-            raise IntegrityError(f"body_length_mismatch: {part.batch_bytes} of {total}")
-        if expected is not None and part.batch_digest() != expected:
-            raise IntegrityError("repr_digest_mismatch")
-        part.end_batch()
 
     async def _position(
         self, resp: aiohttp.ClientResponse, part: PartFile, start: int

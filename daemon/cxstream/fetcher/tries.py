@@ -63,9 +63,11 @@ class Tries:
             await undo()
         await self._persist(self.failures, err.code)
         if err.retry_after is not None:
-            # The server knows its own load better than our cap does; the bound
-            # only guards against a nonsense date.
-            delay = min(err.retry_after, _RETRY_AFTER_MAX_S)
+            # The server knows its own load better than our cap does (the bound
+            # only guards against a nonsense date); but a "Retry-After: 0" storm
+            # must not burn the whole budget in milliseconds.
+            backoff = self._backoff.delay(self.failures)
+            delay = max(min(err.retry_after, _RETRY_AFTER_MAX_S), backoff)
         elif immediate and self.failures == 1:
             delay = 0.0
         else:

@@ -20,8 +20,14 @@ class Watchdog:
         self._loop = asyncio.get_running_loop()
 
     def ping(self) -> None:
+        """Arm (or re-arm) the deadline: call before every network read."""
         assert self._timeout is not None
         self._timeout.reschedule(self._loop.time() + self.idle_s)
+
+    def pause(self) -> None:
+        """Disarm while we do our own work (disk, journal): only the network can stall."""
+        assert self._timeout is not None
+        self._timeout.reschedule(None)
 
     async def __aenter__(self) -> Watchdog:
         self._timeout = asyncio.timeout(self.idle_s)

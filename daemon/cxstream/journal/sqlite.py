@@ -110,10 +110,13 @@ class SqliteJournal:
         db.execute("BEGIN IMMEDIATE")
         try:
             out = body(db)
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # Also when COMMIT itself fails (SQLITE_BUSY): a transaction left
+            # open would make every later BEGIN fail until a restart.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
         return out
 
     async def close(self) -> None:

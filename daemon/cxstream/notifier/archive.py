@@ -61,7 +61,15 @@ class ArchiveNotifier:
                 log.error("journal unavailable to the notifier: %s", exc)
                 due = []
             for announcement in due:
-                await self._deliver(announcement)
+                try:
+                    await self._deliver(announcement)
+                except JournalError as exc:
+                    # The row stays undelivered in the journal: it is retried.
+                    log.error("journal unavailable to the notifier: %s", exc)
+                except Exception:
+                    # Never let one announcement end the loop that delivers all.
+                    log.exception("announcement %s failed", announcement.webhook_id)
+                    await asyncio.sleep(_IDLE_POLL_S)  # no hot loop on a poison row
             with contextlib.suppress(JournalError):
                 await self._report_backlog()
             if len(due) == _BATCH:

@@ -53,7 +53,11 @@ class PartFile:
         self._source_at_batch = _sha()
         self._batch = _sha()
         self._check = _check(codec)
+        # Bytes accepted but not yet handed to the file, and where they go:
+        # every write names its offset, so no write depends on where an
+        # earlier (perhaps cancelled) one left the file pointer.
         self._pending = bytearray()
+        self._flushed = self.data_start
 
     # -- lifecycle --------------------------------------------------------
 
@@ -63,7 +67,7 @@ class PartFile:
         if self.data_start:
             # Placeholder: the real sizes are only known once the last byte is in.
             await self._fh.write(wav.header(0))
-        self.position = self.batch_start = self.data_start
+        self.position = self.batch_start = self._flushed = self.data_start
         self._source = _sha()
         self.begin_batch()
 
@@ -78,6 +82,7 @@ class PartFile:
         self._fh = await aiofiles.open(self.path, "r+b")
         # Bytes past the checkpoint were never fsynced as a unit: drop them.
         await self._fh.truncate(offset)
+        self._flushed = offset
         self._source = _sha()
         await self._hash_range(self.data_start, batch_start, self._source)
         self.position = batch_start
@@ -89,22 +94,26 @@ class PartFile:
             await self.restart_batch()
             return True
         self.position = offset
-        await self._fh.seek(offset)
         return True
 
     async def _flush(self) -> None:
         if self._pending:
-            data, self._pending = bytes(self._pending), bytearray()
+            data, offset = bytes(self._pending), self._flushed
+            # State first: a cancellation during the awaits below leaves the
+            # accounting right (the thread finishes the write regardless).
+            self._pending, self._flushed = bytearray(), offset + len(data)
+            await self._fh.seek(offset)
             await self._fh.write(data)
 
     async def _hash_range(self, start: int, end: int, *digests: Any) -> None:
+        """Feed the file's bytes [start, end) to ``digests``; a short file is an error."""
         await self._flush()
         await self._fh.seek(start)
         remaining = end - start
         while remaining > 0:
             chunk = await self._fh.read(min(_REHASH_CHUNK, remaining))
             if not chunk:
-                break
+                raise ContainerError(f"part file ends {remaining} bytes early")
             for digest in digests:
                 digest.update(chunk)
             remaining -= len(chunk)
@@ -143,8 +152,7 @@ class PartFile:
         """Forget everything the current batch wrote (a 200 to a resume, a bad digest)."""
         await self._flush()
         await self._fh.truncate(self.batch_start)
-        await self._fh.seek(self.batch_start)
-        self.position = self.batch_start
+        self.position = self._flushed = self.batch_start
         self._source = self._source_at_batch.copy()
         self._batch = _sha()
         self._check = _check(self.codec)
@@ -164,12 +172,12 @@ class PartFile:
         return self._source.hexdigest()
 
     async def write(self, chunk: bytes) -> None:
-        self._pending += chunk
-        if len(self._pending) >= _WRITE_COALESCE:
-            await self._flush()
+        # Accounting before any await, so hashes, position and bytes agree
+        # whatever is cancelled where.
         self._batch.update(chunk)
         self._source.update(chunk)
         self.position += len(chunk)
+        self._pending += chunk
         try:
             # Checked as it lands. The part file is never trusted, so the bad
             # chunk may sit there: the batch restarts, or, if it never
@@ -177,6 +185,8 @@ class PartFile:
             self._check.update(chunk)
         except ValueError as exc:
             raise ContainerError(str(exc)) from None
+        if len(self._pending) >= _WRITE_COALESCE:
+            await self._flush()
 
     async def sync(self) -> None:
         await self._flush()
@@ -186,20 +196,26 @@ class PartFile:
     # -- publishing -------------------------------------------------------
 
     async def seal(self) -> str:
-        """Write the final header, fsync, and return the sha256 of the file as it will be."""
+        """Final header, fsync, then read the file back: the sha256 of what is on disk.
+
+        The read-back is the proof that the disk holds exactly the bytes that
+        were verified as they streamed (and the WAV header is only known now;
+        sha256 cannot be prepended to). Raises ContainerError if it does not.
+        """
         await self._flush()
         if self.data_start:
             await self._fh.seek(0)
             await self._fh.write(wav.header(self.source_bytes))
-            await self._fh.seek(self.position)
         await self.sync()
-        if not self.data_start:
-            return self.source_sha256()
-        # The header is only known now, and sha256 cannot be prepended to:
-        # read the file back (this also proves what is on disk).
-        digest = _sha()
-        await self._hash_range(0, self.position, digest)
-        return digest.hexdigest()
+        size = (await aiofiles.os.stat(self.path)).st_size
+        if size != self.position:
+            raise ContainerError(f"part file holds {size} bytes, expected {self.position}")
+        whole, source = _sha(), _sha()
+        await self._hash_range(0, self.data_start, whole)
+        await self._hash_range(self.data_start, self.position, whole, source)
+        if source.hexdigest() != self._source.hexdigest():
+            raise ContainerError("bytes on disk differ from the bytes verified")
+        return whole.hexdigest()
 
     async def publish(self) -> None:
         await self.close()
