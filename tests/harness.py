@@ -49,6 +49,20 @@ def sign(
     }
 
 
+async def raw_post(
+    url: str, headers: dict[str, str], first_bytes: bytes = b""
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A POST written by hand (headers, then only ``first_bytes`` of the body), for
+    what no HTTP client will send: stalls, lies about length, broken framing."""
+    host, rest = url.split("/", 3)[2], "/" + url.split("/", 3)[3]
+    name, port = host.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(name, int(port))
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(f"POST {rest} HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode() + first_bytes)
+    await writer.drain()
+    return reader, writer
+
+
 def completed(recording_id: str, **data: Any) -> bytes:
     return orjson.dumps(
         {

@@ -21,7 +21,7 @@ from cxstream.keys import LIFECYCLE
 from cxstream.metrics import Metrics
 from cxstream.sim.server import SimServer
 from tests.conftest import StartDaemon
-from tests.harness import Daemon, completed, sign, write_config
+from tests.harness import Daemon, completed, raw_post, sign, write_config
 
 DAY = Path("2026/11/24")
 # Small checkpoints so that a kill loses little; a trickle so that a kill lands mid-stream.
@@ -179,15 +179,9 @@ async def test_sigterm_lets_in_flight_webhooks_finish_and_answers_new_ones_503(
     sim.add_recording({"id": "rec-in", "segments": 1, "codecs": ["opus"]})
     daemon = Daemon(write_config(tmp_path, sim, webhook={"drain_grace_s": 3.0}))
     await daemon.start()
-    host, port = daemon.webhook_url.split("/")[2].rsplit(":", 1)
     body = completed("rec-in")
-    head = "".join(f"{k}: {v}\r\n" for k, v in sign(body).items())
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(
-        f"POST /webhooks/cxone HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n".encode()
-    )
-    await writer.drain()
+    headers = {**sign(body), "Content-Length": str(len(body)), "Connection": "close"}
+    reader, writer = await raw_post(daemon.webhook_url, headers)
     # Headers parsed starts the handler; nothing outside can see that moment,
     # so give it a beat, and the inflight count below fails loudly if it was not.
     await asyncio.sleep(0.2)

@@ -52,6 +52,7 @@ from tests.harness import (
     WEBHOOK_SECRET,
     Daemon,
     completed,
+    raw_post,
     sign,
     write_config,
 )
@@ -556,15 +557,9 @@ async def test_huge_content_length_is_refused_before_the_body(env: Env) -> None:
     """413 from the header alone: the daemon does not wait for 1 GB to arrive."""
     d = env.daemon
     before = len(d.find("webhook.rejected"))
-    host, port = d.webhook_url.split("/")[2].rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
+    headers = {**sign(b"{}"), "Content-Length": "1000000000"}
+    reader, writer = await raw_post(d.webhook_url, headers)
     try:
-        head = "".join(f"{k}: {v}\r\n" for k, v in sign(b"{}").items())
-        writer.write(
-            f"POST /webhooks/cxone HTTP/1.1\r\nHost: {host}\r\n{head}"
-            f"Content-Length: 1000000000\r\n\r\n".encode()
-        )
-        await writer.drain()
         async with asyncio.timeout(5):
             status_line = await reader.readline()
             head_bytes = await reader.readuntil(b"\r\n\r\n")
@@ -611,16 +606,9 @@ async def test_json_content_type_with_parameters_is_fine(env: Env) -> None:
 async def test_client_hanging_up_mid_body_is_not_an_internal_error(env: Env) -> None:
     d = env.daemon
     before = len(d.find("webhook.rejected"))
-    host, port = d.webhook_url.split("/")[2].rsplit(":", 1)
     body = completed("rec-x")
-    head = "".join(f"{k}: {v}\r\n" for k, v in sign(body).items())
-    _, writer = await asyncio.open_connection(host, int(port))
-    writer.write(
-        f"POST /webhooks/cxone HTTP/1.1\r\nHost: x\r\n{head}"
-        f"Content-Length: {len(body)}\r\n\r\n".encode()
-        + body[:10]
-    )
-    await writer.drain()
+    headers = {**sign(body), "Content-Length": str(len(body))}
+    _, writer = await raw_post(d.webhook_url, headers, body[:10])
     await asyncio.sleep(0.2)  # the handler is now waiting for the rest
     writer.close()
     line = (await d.wait_for(lambda: d.find("webhook.rejected")[before:], timeout_s=5))[0]
@@ -630,18 +618,11 @@ async def test_client_hanging_up_mid_body_is_not_an_internal_error(env: Env) -> 
 
 async def test_a_sender_stalling_mid_body_gets_408(env: Env) -> None:
     d = env.daemon
-    host, port = d.webhook_url.split("/")[2].rsplit(":", 1)
     body = completed("rec-slow")
-    head = "".join(f"{k}: {v}\r\n" for k, v in sign(body).items())
     before = env.cxone()
-    reader, writer = await asyncio.open_connection(host, int(port))
+    headers = {**sign(body), "Content-Length": str(len(body))}
+    reader, writer = await raw_post(d.webhook_url, headers, body[:10])
     try:
-        writer.write(
-            f"POST /webhooks/cxone HTTP/1.1\r\nHost: x\r\n{head}"
-            f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body[:10]
-        )
-        await writer.drain()
         async with asyncio.timeout(10):
             status_line = await reader.readline()
     finally:
@@ -673,15 +654,9 @@ async def test_other_routes_and_methods(env: Env, method: str, path: str) -> Non
 
 
 async def test_broken_chunked_framing_is_a_4xx(env: Env) -> None:
-    host, port = env.daemon.webhook_url.split("/")[2].rsplit(":", 1)
-    head = "".join(f"{k}: {v}\r\n" for k, v in sign(b"{}").items())
-    reader, writer = await asyncio.open_connection(host, int(port))
+    headers = {**sign(b"{}"), "Transfer-Encoding": "chunked"}
+    reader, writer = await raw_post(env.daemon.webhook_url, headers, b"zz\r\n")
     try:
-        writer.write(
-            f"POST /webhooks/cxone HTTP/1.1\r\nHost: x\r\n{head}"
-            "Transfer-Encoding: chunked\r\n\r\nzz\r\n".encode()
-        )
-        await writer.drain()
         async with asyncio.timeout(5):
             status_line = await reader.readline()
     finally:
