@@ -197,6 +197,9 @@ class _Run:
         except PlanError as exc:
             raise PermanentError(f"plan_impossible: {exc}") from None
         prefs = [self.job.codec] if self.job.codec else []
+        if self.job.checkpoint is not None:
+            # A previous run got somewhere in this codec: resume it, not start another.
+            prefs.insert(0, self.job.checkpoint.codec)
         preference = dict.fromkeys([*prefs, *self.r.cfg.cxone.codecs])
         codecs = [c for c in preference if c in meta.codecs]
         if not codecs:
