@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import signal
+import sys
 import time
 import wave
 from pathlib import Path
@@ -22,6 +23,7 @@ from cxstream.metrics import Metrics
 from cxstream.sim.server import SimServer
 from tests.conftest import StartDaemon
 from tests.harness import Daemon, completed, raw_post, sign, write_config
+from tests.schema import audit_validator
 
 DAY = Path("2026/11/24")
 # Small checkpoints so that a kill loses little; a trickle so that a kill lands mid-stream.
@@ -205,3 +207,52 @@ async def test_sigterm_lets_in_flight_webhooks_finish_and_answers_new_ones_503(
     done = await daemon.wait_event("recording.completed", recording_id="rec-in")
     assert Path(done["path"]).is_file()
     assert await daemon.stop() == 0
+
+
+async def test_sighup_reopens_the_audit_file_for_logrotate(
+    sim: SimServer, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    sim.add_recording({"id": "rec-rot", "segments": 1, "codecs": ["opus"]})
+    audit = tmp_path / "audit.ndjson"
+    config = write_config(tmp_path, sim, audit={"path": str(audit)})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cxstream",
+        "run",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    Daemon.started.append(proc)
+
+    def lines(path: Path) -> list[dict]:
+        return [orjson.loads(x) for x in path.read_bytes().splitlines()] if path.exists() else []
+
+    async def until(predicate) -> None:
+        async with asyncio.timeout(20):
+            while not predicate():  # noqa: ASYNC110 - a file offers no event to await
+                await asyncio.sleep(0.05)
+
+    await until(lambda: any(e["event"] == "daemon.started" for e in lines(audit)))
+    started = next(e for e in lines(audit) if e["event"] == "daemon.started")
+    rotated = audit.with_name("audit.ndjson.1")
+    audit.rename(rotated)  # logrotate: rename, then signal
+    proc.send_signal(signal.SIGHUP)
+    await until(audit.exists)
+    body = completed("rec-rot")
+    url = f"http://{started['webhook']}/webhooks/cxone"
+    async with http.post(url, data=body, headers=sign(body)) as resp:
+        assert resp.status == 202
+    await until(lambda: any(e["event"] == "recording.completed" for e in lines(audit)))
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(15):
+        assert await proc.wait() == 0
+    old, new = lines(rotated), lines(audit)
+    assert [e["event"] for e in old] == ["journal.opened", "daemon.started"]
+    assert new[-1]["event"] == "daemon.stopped"
+    validator = audit_validator()
+    for event in old + new:
+        assert not list(validator.iter_errors(event)), event
+    assert await proc.stdout.read() == b""  # the trail went to the file, nothing to stdout

@@ -121,7 +121,7 @@ def _run(command: str, path: str | None) -> int:
         print(f"cxstream: config: audit.path: cannot open: {exc.strerror}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(run(cfg, audit))
+        asyncio.run(run(cfg, audit, None if owned is None else owned.reopen))
     except StartError as exc:
         print(f"cxstream: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
@@ -172,9 +172,21 @@ async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
     audit.info("daemon.stopped")
 
 
-async def run(config: Config, audit: AuditLog) -> None:
+async def run(
+    config: Config, audit: AuditLog, reopen_audit: Callable[[], None] | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if reopen_audit is not None:
+        loop.add_signal_handler(signal.SIGHUP, _reopen, reopen_audit)
     await serve(config, audit, stop)
+
+
+def _reopen(reopen_audit: Callable[[], None]) -> None:
+    try:
+        reopen_audit()
+    except OSError as exc:
+        # Keep writing to the old file rather than lose lines; say why on stderr.
+        log.error("cannot reopen the audit file: %s", exc.strerror)

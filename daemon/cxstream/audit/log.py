@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from contextlib import suppress
-from typing import IO, Any
+from typing import Any
 
 import orjson
 import structlog
@@ -88,13 +88,42 @@ def _render(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> bytes:
     return orjson.dumps(event, default=_default)
 
 
-def open_audit(path: str, secrets: Iterable[str] = ()) -> tuple[AuditLog, IO[bytes] | None]:
+class AuditFile:
+    """The audit file, appended to unbuffered, and reopened on SIGHUP.
+
+    logrotate's default (rename, then create) needs the writer to reopen the
+    path; the logger holds this object, so a swap of the file underneath is
+    invisible to it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fh = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+
+    def write(self, data: bytes) -> int:
+        return self._fh.write(data)
+
+    def flush(self) -> None:
+        """Unbuffered: every line is one write() already."""
+
+    def reopen(self) -> None:
+        fresh = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept until the next swap
+        old, self._fh = self._fh, fresh
+        old.close()
+
+    def close(self) -> None:
+        with suppress(OSError):
+            self._fh.close()
+
+
+def open_audit(path: str, secrets: Iterable[str] = ()) -> tuple[AuditLog, AuditFile | None]:
     """The audit logger and the file it owns (None for stdout), to close at exit."""
-    owned: IO[bytes] | None = None
+    owned: AuditFile | None = None
+    stream: Any
     if path == "-":
-        stream: IO[bytes] = sys.stdout.buffer
+        stream = sys.stdout.buffer
     else:
-        owned = stream = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by the caller
+        owned = stream = AuditFile(path)
     logger = structlog.wrap_logger(
         structlog.BytesLogger(stream),
         processors=[
@@ -111,7 +140,6 @@ def open_audit(path: str, secrets: Iterable[str] = ()) -> tuple[AuditLog, IO[byt
     return logger, owned
 
 
-def close_audit(owned: IO[bytes] | None) -> None:
+def close_audit(owned: AuditFile | None) -> None:
     if owned is not None:
-        with suppress(OSError):
-            owned.close()
+        owned.close()
