@@ -158,7 +158,9 @@ async def test_each_fault_ends_in_a_byte_exact_recording(
     assert not daemon.find("recording.failed")
     requests = sim.stats.stats_for("rec-f").requests
     assert any(r.faults for r in requests), "the fault never fired"
-    assert line["attempts"] > 1 or fault["kind"] in ("trickle", "expire_token")
+    # A trickle is no failure, a token refresh is free, and a 429/503 that
+    # says when to come back is a wait paid from the throttle budget.
+    assert line["attempts"] > 1 or fault["kind"] in ("trickle", "expire_token", "status")
     assert not list((tmp_path / "recordings").rglob("*.part"))
 
 
@@ -291,3 +293,35 @@ async def test_stall_after_the_last_byte_finishes_without_refetching(
     statuses = [r.status for r in sim.stats.stats_for("rec-end").requests]
     assert statuses == [200, 416, 200]
     assert sim.stats.stats_for("rec-end").bytes_served == len(sim.body("rec-end", "opus"))
+
+
+@pytest.mark.parametrize(("budget", "outcome"), [(600.0, "completed"), (0.0, "failed")])
+async def test_throttling_is_paid_in_time_not_attempts(
+    sim: SimServer,
+    start_daemon: StartDaemon,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    budget: float,
+    outcome: str,
+) -> None:
+    sim.add_recording(
+        {
+            "id": "rec-th",
+            "segments": 2,
+            "codecs": ["opus"],
+            "faults": [{"kind": "status", "status": 429, "retry_after": 0, "times": 5}],
+        }
+    )
+    daemon = await start_daemon(streams={"max_attempts": 3, "throttle_budget_s": budget})
+    assert (await daemon.post(http, completed("rec-th")))[0] == 202
+    line = await daemon.wait_event(f"recording.{outcome}", recording_id="rec-th")
+    retries = daemon.find("stream.retry", recording_id="rec-th")
+    if outcome == "completed":
+        assert line["attempts"] == 1
+        assert len(retries) == 5 and all(r.get("throttled") for r in retries)
+        # Retry-After: 0 still backs off: the waits grow, they do not spin.
+        assert all(r["delay_s"] > 0 for r in retries)
+        assert_exact(tmp_path, sim, "rec-th", "opus")
+    else:
+        assert line["attempts"] == 3 and line["error"] == "rate_limited"
+        assert not any(r.get("throttled") for r in retries)

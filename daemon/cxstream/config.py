@@ -92,6 +92,7 @@ class StreamsConfig:
     concurrency: int
     idle_timeout_s: float
     max_attempts: int
+    throttle_budget_s: float = 600.0
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 60.0
     checkpoint_bytes: int = 4 * 1024 * 1024
@@ -152,6 +153,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "concurrency": 8,
         "idle_timeout_s": 15.0,
         "max_attempts": 10,
+        "throttle_budget_s": 600.0,
         "backoff_base_s": 0.5,
         "backoff_cap_s": 60.0,
         "checkpoint_bytes": 4 * 1024 * 1024,
@@ -393,6 +395,7 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
             concurrency=st.number("concurrency", int, 1, 256),
             idle_timeout_s=st.number("idle_timeout_s", float, 0.1, 3600),
             max_attempts=st.number("max_attempts", int, 1, 1000),
+            throttle_budget_s=st.number("throttle_budget_s", float, 0.0, 86400),
             backoff_base_s=st.number("backoff_base_s", float, 0.0, 3600),
             backoff_cap_s=st.number("backoff_cap_s", float, 0.0, 86400),
             checkpoint_bytes=st.number("checkpoint_bytes", int, 64 * 1024, 1 << 40),

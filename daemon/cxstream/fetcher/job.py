@@ -101,6 +101,7 @@ class _Run:
             audit=self.log,
             metrics=runner.metrics,
             persist=self._persist,
+            throttle_budget_s=runner.cfg.streams.throttle_budget_s,
         )
         self.started_wall, self.started = time.time(), time.monotonic()
 

@@ -30,8 +30,12 @@ class Tries:
         audit: AuditLog,
         metrics: Metrics,
         persist: Callable[[int, str], Awaitable[None]],
+        throttle_budget_s: float = 0.0,
     ) -> None:
         self.failures = failures
+        self._throttle_budget_s = throttle_budget_s
+        self._throttled_s = 0.0
+        self._throttles = 0
         self._max = max_attempts
         self._backoff = backoff
         self._audit = audit
@@ -41,6 +45,27 @@ class Tries:
     @property
     def attempts(self) -> int:
         return self.failures + 1
+
+    async def _throttle(self, err: FetchError) -> None:
+        """The server said "later" and how much later: load, not failure. The wait
+        is paid from the job's throttle budget in seconds, not from its attempts."""
+        assert err.retry_after is not None
+        self._throttles += 1
+        self._metrics.retries.labels(reason=err.code.split(":")[0]).inc()
+        # A "Retry-After: 0" storm still backs off, so it cannot spin.
+        backoff = self._backoff.delay(self._throttles)
+        delay = max(min(err.retry_after, _RETRY_AFTER_MAX_S), backoff)
+        self._throttled_s += delay
+        await self._persist(self.failures, err.code)
+        self._audit.warning(
+            "stream.retry",
+            status=err.status,
+            error=err.code,
+            delay_s=round(delay, 3),
+            attempt=self.attempts,
+            throttled=True,
+        )
+        await asyncio.sleep(delay)
 
     async def failed(
         self,
@@ -54,6 +79,13 @@ class Tries:
         ``undo`` (dropping bytes that failed verification) runs only when another
         attempt follows: the last failure's bytes stay for quarantine.
         """
+        if (
+            err.status in (429, 503)
+            and err.retry_after is not None
+            and self._throttled_s < self._throttle_budget_s
+        ):
+            await self._throttle(err)
+            return
         self.failures += 1
         self._metrics.retries.labels(reason=err.code.split(":")[0]).inc()
         if self.failures >= self._max:
