@@ -256,3 +256,24 @@ async def test_sighup_reopens_the_audit_file_for_logrotate(
     for event in old + new:
         assert not list(validator.iter_errors(event)), event
     assert await proc.stdout.read() == b""  # the trail went to the file, nothing to stdout
+
+
+async def test_a_dotted_recording_id_that_vanishes_after_a_crash_leaves_no_part_file(
+    sim: SimServer, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    rid = "rec.v2.final"
+    size = _long_pcm(sim, rid, segments=12, rate=1_000_000)
+    daemon = Daemon(write_config(tmp_path, sim, streams=SLOW))
+    await daemon.start()
+    assert (await daemon.post(http, completed(rid)))[0] == 202
+    stats = sim.stats.stats_for(rid)
+    await sim.wait_for(lambda: stats.bytes_served >= 0.4 * size, timeout_s=30)
+    await daemon.kill()
+    parts = list((tmp_path / "recordings").rglob("*.part"))
+    assert [p.name for p in parts] == [f".{rid}.wav.part"]
+    del sim.stats.recordings[rid]  # CXone no longer has it: 404 before any part reopens
+    await daemon.start()
+    failed = await daemon.wait_event("recording.failed", recording_id=rid)
+    assert failed["error"] == "recording_not_found"
+    assert await daemon.stop() == 0
+    assert not [p for p in (tmp_path / "recordings").rglob("*") if p.is_file()]

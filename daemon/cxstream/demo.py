@@ -33,6 +33,7 @@ from cxstream.sim.server import (
     DEFAULT_CLIENT_SECRET,
     SimServer,
 )
+from cxstream.sink.record import sidecar_path
 
 _DEMO_WEBHOOK_SECRET = "whsec_ZGVtby13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5"
 _TIMEOUT_S = 120.0
@@ -153,7 +154,7 @@ def _verify(row: Row, sim: SimServer, announced: set[str]) -> None:
     codec = "opus" if path.suffix == ".opus" else "pcm"
     size, sha = sim.expected(row.recording_id, codec)
     source = data if codec == "opus" else data[44:]
-    sidecar = path.with_suffix(".json")
+    sidecar = sidecar_path(path, row.recording_id)
     problems = []
     if len(source) != size or hashlib.sha256(source).hexdigest() != sha:
         problems.append("bytes differ from the source")

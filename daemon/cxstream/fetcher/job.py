@@ -34,7 +34,7 @@ from cxstream.metrics import Metrics
 from cxstream.planner import PlanError, Segment, plan, select
 from cxstream.sink.part import ContainerError, PartFile, write_atomic
 from cxstream.sink.quarantine import quarantine
-from cxstream.sink.record import EXTENSIONS, Archived
+from cxstream.sink.record import Archived, final_path, sidecar_path
 
 
 class _Progress:
@@ -170,10 +170,9 @@ class _Run:
             await part.discard()
         elif job.checkpoint is not None:
             # This run never reopened the earlier run's part file: remove it.
-            final = self.r.cfg.storage.dir / job.day / job.recording_id
-            orphan = PartFile(
-                final.with_suffix("." + EXTENSIONS[job.checkpoint.codec]), job.checkpoint.codec
-            )
+            codec = job.checkpoint.codec
+            final = final_path(self.r.cfg.storage.dir, job.day, job.recording_id, codec)
+            orphan = PartFile(final, codec)
             await orphan.discard()
         await self.r.journal.fail(job.id, attempts, err.code)
         self.r.metrics.recordings.labels(outcome="failed").inc()
@@ -257,7 +256,7 @@ class _Run:
         self, meta: RecordingMeta, wanted: tuple[Segment, ...], codec: str
     ) -> Archived:
         job, progress, tries = self.job, self.progress, self.tries
-        final = self.r.cfg.storage.dir / job.day / f"{job.recording_id}.{EXTENSIONS[codec]}"
+        final = final_path(self.r.cfg.storage.dir, job.day, job.recording_id, codec)
         part, in_flight = await self._open_part(final, codec, len(wanted))
         streamer = BatchStreamer(
             client=self.r.client,
@@ -356,7 +355,7 @@ class _Run:
             completed_at=time.time(),
         )
         sidecar = orjson.dumps(archived.sidecar(), option=orjson.OPT_INDENT_2)
-        await write_atomic(final.with_suffix(".json"), sidecar)
+        await write_atomic(sidecar_path(final, self.job.recording_id), sidecar)
         announcement = archived.announcement() if self.r.cfg.archive.url else None
         await asyncio.shield(
             self.r.journal.complete(

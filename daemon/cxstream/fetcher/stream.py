@@ -74,6 +74,16 @@ class BatchStreamer:
             self._forget()
             await part.restart_batch()
 
+        # A stall or cut right after progress resumes at once; one that got
+        # nothing since the last failure backs off like any other error.
+        progress_at_failure = -1
+
+        def progressed() -> bool:
+            nonlocal progress_at_failure
+            moved = part.position > progress_at_failure
+            progress_at_failure = part.position
+            return moved
+
         while True:
             try:
                 if self._total is None or part.batch_bytes != self._total:
@@ -90,12 +100,12 @@ class BatchStreamer:
                     offset=part.batch_bytes,
                     idle_s=self._settings.idle_timeout_s,
                 )
-                await self._tries.failed(err, immediate=True)
+                await self._tries.failed(err, immediate=progressed())
             except (aiohttp.ClientError, ConnectionError) as exc:
                 # Cut connections, broken chunked framing, an unparseable
                 # response head: the bytes on disk are good, resume after them.
                 err = FetchError(f"connection_lost: {exc.__class__.__name__}")
-                await self._tries.failed(err, immediate=True)
+                await self._tries.failed(err, immediate=progressed())
             except IntegrityError as err:
                 await self._tries.failed(err, undo=restart)
             except ContainerError as exc:

@@ -46,27 +46,6 @@ class Tries:
     def attempts(self) -> int:
         return self.failures + 1
 
-    async def _throttle(self, err: FetchError) -> None:
-        """The server said "later" and how much later: load, not failure. The wait
-        is paid from the job's throttle budget in seconds, not from its attempts."""
-        assert err.retry_after is not None
-        self._throttles += 1
-        self._metrics.retries.labels(reason=err.code.split(":")[0]).inc()
-        # A "Retry-After: 0" storm still backs off, so it cannot spin.
-        backoff = self._backoff.delay(self._throttles)
-        delay = max(min(err.retry_after, _RETRY_AFTER_MAX_S), backoff)
-        self._throttled_s += delay
-        await self._persist(self.failures, err.code)
-        self._audit.warning(
-            "stream.retry",
-            status=err.status,
-            error=err.code,
-            delay_s=round(delay, 3),
-            attempt=self.attempts,
-            throttled=True,
-        )
-        await asyncio.sleep(delay)
-
     async def failed(
         self,
         err: FetchError,
@@ -76,40 +55,48 @@ class Tries:
     ) -> None:
         """Account for ``err``; return when the next attempt may start, or raise GiveUp.
 
+        ``immediate``: retry at once (a stall or cut after progress was made).
         ``undo`` (dropping bytes that failed verification) runs only when another
         attempt follows: the last failure's bytes stay for quarantine.
         """
-        if (
+        self._metrics.retries.labels(reason=err.code.split(":")[0]).inc()
+        throttled = (
             err.status in (429, 503)
             and err.retry_after is not None
             and self._throttled_s < self._throttle_budget_s
-        ):
-            await self._throttle(err)
-            return
-        self.failures += 1
-        self._metrics.retries.labels(reason=err.code.split(":")[0]).inc()
-        if self.failures >= self._max:
-            await self._persist(self.failures, err.code)
-            raise GiveUp(err)
+        )
+        if throttled:
+            # The server said "later" and how much later: load, not failure.
+            # The wait is paid from the throttle budget in seconds, not attempts.
+            self._throttles += 1
+            delay = self._server_delay(err, self._throttles)
+            self._throttled_s += delay
+        else:
+            self.failures += 1
+            if self.failures >= self._max:
+                await self._persist(self.failures, err.code)
+                raise GiveUp(err)
+            if err.retry_after is not None:
+                delay = self._server_delay(err, self.failures)
+            else:
+                delay = 0.0 if immediate else self._backoff.delay(self.failures)
         if undo is not None:
             await undo()
         await self._persist(self.failures, err.code)
-        if err.retry_after is not None:
-            # The server knows its own load better than our cap does (the bound
-            # only guards against a nonsense date); but a "Retry-After: 0" storm
-            # must not burn the whole budget in milliseconds.
-            backoff = self._backoff.delay(self.failures)
-            delay = max(min(err.retry_after, _RETRY_AFTER_MAX_S), backoff)
-        elif immediate and self.failures == 1:
-            delay = 0.0
-        else:
-            delay = self._backoff.delay(self.failures)
+        extra = {"throttled": True} if throttled else {}
         self._audit.warning(
             "stream.retry",
             status=err.status,
             error=err.code,
             delay_s=round(delay, 3),
             attempt=self.attempts,
+            **extra,
         )
         if delay:
             await asyncio.sleep(delay)
+
+    def _server_delay(self, err: FetchError, n: int) -> float:
+        """Retry-After, bounded against a nonsense date and floored by our backoff,
+        so that a "Retry-After: 0" storm cannot spin through the budget."""
+        assert err.retry_after is not None
+        return max(min(err.retry_after, _RETRY_AFTER_MAX_S), self._backoff.delay(n))

@@ -15,6 +15,18 @@ EXTENSIONS = {"opus": "opus", "pcm": "wav"}
 FILE_TYPES = {"opus": "audio/ogg; codecs=opus", "pcm": "audio/wav"}
 
 
+def final_path(storage_dir: Path, day: str, recording_id: str, codec: str) -> Path:
+    """``<storage.dir>/YYYY/MM/DD/<recordingId>.<ext>`` (contract §4).
+
+    Built by name, never with ``with_suffix``: recording ids may hold dots.
+    """
+    return storage_dir / day / f"{recording_id}.{EXTENSIONS[codec]}"
+
+
+def sidecar_path(final: Path, recording_id: str) -> Path:
+    return final.with_name(f"{recording_id}.json")
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
