@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import hmac
 import os
 import signal
 import sys
@@ -61,6 +63,25 @@ async def raw_post(
     writer.write(f"POST {rest} HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode() + first_bytes)
     await writer.drain()
     return reader, writer
+
+
+def sign_raw(
+    body: bytes,
+    secret: str = WEBHOOK_SECRET,
+    webhook_id: str | None = None,
+    when: datetime | None = None,
+) -> dict[str, str]:
+    """Standard Webhooks over the raw bytes (standardwebhooks only signs str)."""
+    wid = webhook_id or f"msg_{uuid.uuid4().hex}"
+    ts = str(int((when or datetime.now(UTC)).timestamp()))
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{wid}.{ts}.".encode() + body, hashlib.sha256).digest()
+    return {
+        "webhook-id": wid,
+        "webhook-timestamp": ts,
+        "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+        "Content-Type": "application/json",
+    }
 
 
 def completed(recording_id: str, **data: Any) -> bytes:

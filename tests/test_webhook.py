@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import hmac
 import re
 import signal
 import sqlite3
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -54,6 +52,7 @@ from tests.harness import (
     completed,
     raw_post,
     sign,
+    sign_raw,
     write_config,
 )
 
@@ -75,25 +74,6 @@ CORPUS = [
     {"id": "rec-ts", "segments": 1, "codecs": ["opus"]},
     # rec-late is deliberately absent: 404, recording.failed, then added.
 ]
-
-
-def sign_raw(
-    body: bytes,
-    secret: str = WEBHOOK_SECRET,
-    webhook_id: str | None = None,
-    when: datetime | None = None,
-) -> dict[str, str]:
-    """Standard Webhooks over the raw bytes (standardwebhooks only signs str)."""
-    wid = webhook_id or f"msg_{uuid.uuid4().hex}"
-    ts = str(int((when or datetime.now(UTC)).timestamp()))
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{wid}.{ts}.".encode() + body, hashlib.sha256).digest()
-    return {
-        "webhook-id": wid,
-        "webhook-timestamp": ts,
-        "webhook-signature": "v1," + base64.b64encode(mac).decode(),
-        "Content-Type": "application/json",
-    }
 
 
 @dataclass

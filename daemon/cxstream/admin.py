@@ -63,6 +63,3 @@ def build_admin_app(main: web.Application) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     return app
-
-
-__all__ = ["build_admin_app"]

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 CAPTURE = b"OggS"
 HEADER_FIXED = 27
-FLAG_CONTINUED = 0x01
 FLAG_BOS = 0x02
 FLAG_EOS = 0x04
 

@@ -85,7 +85,6 @@ class Job:
     day: str
     attempts: int
     checkpoint: Checkpoint | None
-    created_at: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,8 +201,8 @@ class SqliteJournal:
     async def claim(self) -> Job | None:
         def body(db: sqlite3.Connection) -> Job | None:
             row = db.execute(
-                "SELECT id, recording_id, contact_id, codec, offsets, day, attempts, checkpoint,"
-                " created_at FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1"
+                "SELECT id, recording_id, contact_id, codec, offsets, day, attempts, checkpoint"
+                " FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1"
             ).fetchone()
             if row is None:
                 return None
@@ -219,7 +219,6 @@ class SqliteJournal:
                 day=row[5],
                 attempts=row[6],
                 checkpoint=None if row[7] is None else Checkpoint.from_json(orjson.loads(row[7])),
-                created_at=row[8],
             )
 
         return await self._run(self._tx, body)
