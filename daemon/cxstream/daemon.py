@@ -15,7 +15,6 @@ import signal
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from standardwebhooks.webhooks import Webhook
 
 from cxstream import __version__
 from cxstream.admin import build_admin_app
@@ -26,7 +25,8 @@ from cxstream.fetcher.job import JobRunner
 from cxstream.fetcher.pool import WorkerPool
 from cxstream.fetcher.token import TokenSource
 from cxstream.fetcher.transport import make_session
-from cxstream.ingress.webhook import SIGNER, never_500, receive
+from cxstream.ingress.auth import AUTHENTICATOR, authenticator_for
+from cxstream.ingress.webhook import never_500, receive
 from cxstream.journal import SqliteJournal
 from cxstream.keys import AUDIT, CONFIG, JOURNAL, LIFECYCLE, METRICS, POOL, SESSION, Lifecycle
 from cxstream.metrics import Metrics
@@ -110,7 +110,7 @@ def build_app(config: Config, audit: AuditLog, metrics: Metrics) -> web.Applicat
     app[AUDIT] = audit
     app[METRICS] = metrics
     app[LIFECYCLE] = Lifecycle()
-    app[SIGNER] = Webhook(config.webhook.secret.reveal())
+    app[AUTHENTICATOR] = authenticator_for(config.webhook)
     app.cleanup_ctx.extend([_journal_ctx, _session_ctx, _notifier_ctx, _workers_ctx])
     app.router.add_post("/webhooks/cxone", receive)
     return app
