@@ -2,9 +2,10 @@
 
 ``build_app`` from the composition root, with a real SQLite journal in a
 temporary directory, the real audit pipeline writing to a file, and a real
-loopback listener (aiohttp's TestServer on port 0). Only the worker pool is
-built and never started, so a job's journal state is the test's to move
-(``claim``, ``complete``, ``fail``) and nothing is ever fetched.
+loopback listener (aiohttp's TestServer on port 0). Unless a simulator is
+given, the worker pool is built and never started, so a job's journal state
+is the test's to move (``claim``, ``complete``, ``fail``) and nothing is
+ever fetched.
 """
 
 from __future__ import annotations
@@ -149,17 +150,20 @@ async def ingress(
     webhook: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None,
     socket_factory: Callable[[str, int, socket.AddressFamily], socket.socket] | None = None,
+    cxone: Any = None,
 ) -> AsyncIterator[Ingress]:
+    """With ``cxone`` (a simulator), the real workers run against it; else none run."""
     tmp.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, dict[str, Any]] = {"webhook": {**webhook_keys(mode), **(webhook or {})}}
     if source is not None:
         overrides["source"] = source
-    cfg = load(write_config(tmp, NOWHERE, **overrides), {})
+    cfg = load(write_config(tmp, NOWHERE if cxone is None else cxone, **overrides), {})
     cfg.storage.dir.mkdir(parents=True, exist_ok=True)
     audit_path = tmp / "audit.ndjson"
     audit, owned = open_audit(str(audit_path), secret_values(cfg))
     app = build_app(cfg, audit, Metrics())
-    app.cleanup_ctx[app.cleanup_ctx.index(_workers_ctx)] = _idle_pool
+    if cxone is None:
+        app.cleanup_ctx[app.cleanup_ctx.index(_workers_ctx)] = _idle_pool
     kw: dict[str, Any] = {}
     if socket_factory is not None:
         kw = {"host": "::ffff:127.0.0.1", "socket_factory": socket_factory}

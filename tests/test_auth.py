@@ -12,6 +12,7 @@ the way out of ``ingress()``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from multidict import CIMultiDict
 
 from cxstream.ingress.auth import peer_allowed
 from cxstream.keys import LIFECYCLE, METRICS
+from cxstream.sim.server import SimServer
 from tests.harness import completed, sign_raw
 from tests.ingress import (
     BASIC,
@@ -374,3 +376,31 @@ def _nets(*cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, .
 def test_peer_allowed(peer: str | None, allow: tuple[str, ...], allowed: bool) -> None:
     address = None if peer is None else ipaddress.ip_address(peer)
     assert peer_allowed(address, _nets(*allow)) is allowed
+
+
+# -- end to end: the real workers against the simulator ------------------------------
+
+
+@pytest.mark.parametrize("mode", ["bearer", "basic"])
+async def test_wrong_credentials_fetch_nothing_and_right_ones_archive(
+    tmp_path: Path, sim: SimServer, mode: str
+) -> None:
+    sim.add_recording({"id": "rec-e2e", "segments": 2, "codecs": ["opus"]})
+    async with ingress(tmp_path, mode, cxone=sim) as ing:
+        body = completed("rec-e2e", contactId="c-1")
+        for headers in (JSON, UNAUTHORIZED[mode]["signature-headers-alone"](body)):
+            assert (await ing.post(body, headers))[0] == 401
+        stats = sim.stats.stats_for("rec-e2e")
+        assert sim.stats.tokens_issued == 0
+        assert (stats.metadata_requests, stats.stream_requests) == (0, 0)
+        assert ing.jobs() == []
+        assert (await ing.post(body, credentials(mode, body)))[0] == 202
+        # The archive announcement comes last: the file is published by then.
+        await sim.stats.wait_for(lambda: bool(sim.stats.announcements), timeout_s=30)
+        (announced,) = sim.stats.announcements
+        assert announced.payload["data"]["recordingId"] == "rec-e2e"
+        (done,) = ing.lines("recording.completed")
+        path = Path(done["path"])
+        assert path.name == "rec-e2e.opus"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == done["sha256"]
+        assert stats.metadata_requests >= 1 and stats.stream_requests >= 1

@@ -100,7 +100,7 @@ def _contact_job(data: dict[str, Any], webhook_id: str | None, day: str, source:
     # them silently, and a caller should learn that at once.
     for field in ("codec", "offsets"):
         if data.get(field) is not None:
-            raise EventError(f"data.{field} applies only to source.kind {STREAM}")
+            raise EventError(f"data.{field} is for source.kind {STREAM} only")
     name, original = safe_name(recording if recording is not None else contact_id)
     # cxone-playback has no recording id in its API: it always looks the
     # contact up (a given recordingId only names the job). Genesys fetches the
