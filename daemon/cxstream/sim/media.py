@@ -76,9 +76,10 @@ def parse_range(header: str | None, total: int) -> tuple[int, int] | None:
     if match is None:
         return None
     first = int(match.group(1))
+    if match.group(2) and int(match.group(2)) < first:
+        return None  # syntactically invalid: ignored
     last = int(match.group(2)) if match.group(2) else total - 1
-    if last < first:
-        return None
+    # first >= total comes back as is: unsatisfiable, a 416 for the caller.
     return first, min(last, total - 1)
 
 

@@ -1,8 +1,9 @@
 """NICE CXone's Media Playback API, as platforms.md documents it: the state and
 the API host (the auth host is ``playback_auth``).
 
-``GET /media-playback/v1/contacts?acd-call-id=`` answers ``interactions[].data.fileToPlayUrl`` (a signed media-host URL,
-fresh on every lookup), errors as ``{internalCode, message}``, throttling as
+``GET /media-playback/v1/contacts?acd-call-id=`` answers
+``interactions[].data.fileToPlayUrl`` (a signed media-host URL, fresh on
+every lookup), errors as ``{internalCode, message}``, throttling as
 ``{message, route}``, "Interaction not found" until a contact's
 ``not_ready_s`` has passed, and an optional 150-per-5-minutes rate limit.
 """
