@@ -218,8 +218,8 @@ async def test_transcoding_then_ready(
     rec = {"id": "slow", "transcode_s": 0.4, "transcoding_answer": answer}
     async with GenesysSim([{"id": "c", "recording": [rec]}]) as sim:
         token = await genesys_token(session, sim)
-        started = time.monotonic()  # the first request starts the transcode
         got, body, _ = await recordings(session, sim, token, "c", "slow", formatId="OGG_OPUS")
+        started = time.monotonic()  # that first request started the transcode before this
         assert got == status
         assert "mediaUris" not in body and body["outputSizeInBytes"] == 0
         assert 0 < body["estimatedTranscodeTimeMs"] <= 400
@@ -389,6 +389,19 @@ async def test_stats_and_archive_sink(
     async with session.post(sim.archive_url, data=payload, headers=signed) as resp:
         assert resp.status == 204
     assert [a.webhook_id for a in sim.announcements] == ["msg_1"]
+
+
+async def test_add_conversations_over_http(
+    session: aiohttp.ClientSession, sim: GenesysSim, token: str
+) -> None:
+    url = sim.api_url + "/_sim/conversations"
+    entry = {"id": "added", "recording": [{"id": "added-r", "formats": ["WAV"]}]}
+    async with session.post(url, json=entry) as resp:
+        assert resp.status == 200 and (await resp.json()) == {"added": ["added"]}
+    status, body, _ = await recordings(session, sim, token, "added", "added-r", formatId="WAV")
+    assert status == 200 and body["outputSizeInBytes"] == len(sim.body("added-r", "WAV"))
+    async with session.post(url, json={"id": "x", "recording": [{"id": "y", "state": "?"}]}) as r:
+        assert r.status == 400 and "state must be one of" in (await r.json())["reason"]
 
 
 def test_default_corpus_is_a_demo() -> None:

@@ -614,3 +614,34 @@ async def test_cli_serves_playback(session: aiohttp.ClientSession) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_add_contacts_over_http(session: aiohttp.ClientSession, sim: PlaybackSim) -> None:
+    url = sim.api_url + "/_sim/contacts"
+    async with session.post(url, json=[{"id": "new-1"}, {"id": "new-2", "not_ready_s": 1}]) as r:
+        assert r.status == 200 and (await r.json()) == {"added": ["new-1", "new-2"]}
+    assert {"new-1", "new-2"} <= set(sim.state.contacts)
+    # All or nothing: one bad entry adds none.
+    async with session.post(url, json=[{"id": "new-3"}, {"id": "bad", "files": "x"}]) as r:
+        assert r.status == 400
+        assert "files must be a list" in (await r.json())["reason"]
+    async with session.post(url, data=b"{") as r:
+        assert r.status == 400
+    assert "new-3" not in sim.state.contacts
+
+
+async def test_stop_ends_a_stalled_download(session: aiohttp.ClientSession) -> None:
+    files = [{"faults": [{"kind": "stall", "after_bytes": 100}]}]
+    sim = PlaybackSim([{"id": "s", "files": files}])
+    await sim.start()
+    try:
+        url = await media_url(session, sim, "s")
+        async with session.get(url) as resp:
+            await sim.wait_for(lambda: sim.media.stats["s.1"].bytes_served == 100)
+            started = time.monotonic()
+            await sim.stop()
+            assert time.monotonic() - started < 1.5
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await resp.read()
+    finally:
+        await sim.stop()

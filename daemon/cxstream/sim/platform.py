@@ -17,6 +17,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Self
 
+import orjson
 from aiohttp import web
 
 from cxstream.sim.archive import (
@@ -130,6 +131,27 @@ def add_common_routes(app: web.Application, state: PlatformState, archive_secret
 
     app.router.add_post("/_sim/expire-urls", expire_urls)
     app.router.add_post("/_sim/expire-tokens", expire_tokens)
+
+
+def add_entries_route(
+    app: web.Application, path: str, parse: Callable[[Any], Any], add: Callable[[Any], None]
+) -> None:
+    """``POST path`` with one entry or a list: validated all first, then added or replaced."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            data = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return json_response({"error": "invalid_json"}, 400)
+        try:
+            entries = [parse(item) for item in (data if isinstance(data, list) else [data])]
+        except ValueError as exc:
+            return json_response({"error": "invalid_spec", "reason": str(exc)}, 400)
+        for entry in entries:
+            add(entry)
+        return json_response({"added": [entry.id for entry in entries]})
+
+    app.router.add_post(path, handle)
 
 
 class PlatformServer:

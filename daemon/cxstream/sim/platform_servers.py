@@ -24,7 +24,7 @@ from aiohttp import web
 
 from cxstream.sim.genesys import GenesysState, build_api_app, build_login_app
 from cxstream.sim.genesys import media_key as genesys_key
-from cxstream.sim.platform import PlatformServer, add_common_routes
+from cxstream.sim.platform import PlatformServer, add_common_routes, add_entries_route
 from cxstream.sim.platform_spec import (
     GenesysConversation,
     GenesysSettings,
@@ -94,6 +94,9 @@ class PlaybackSim(PlatformServer):
         if name == "api":
             app = build_playback_api(self.state)
             add_common_routes(app, self.state, self._archive_secret)
+            add_entries_route(
+                app, "/_sim/contacts", playback_contact_from_dict, self.state.add_contact
+            )
             return app
         return self.state.media.app()
 
@@ -168,6 +171,12 @@ class GenesysSim(PlatformServer):
         if name == "api":
             app = build_api_app(self.state)
             add_common_routes(app, self.state, self._archive_secret)
+            add_entries_route(
+                app,
+                "/_sim/conversations",
+                genesys_conversation_from_dict,
+                self.state.add_conversation,
+            )
             return app
         return self.state.media.app()
 
