@@ -472,3 +472,20 @@ async def test_cli_serves_genesys(session: aiohttp.ClientSession) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"grant_type=\xff\xfe", "application/x-www-form-urlencoded"),
+        (b"--x\r\nbroken", "multipart/form-data; boundary=x"),
+        (b'{"grant_type": "password"}', "application/json"),
+    ],
+)
+async def test_token_endpoint_refuses_what_is_not_a_form(
+    session: aiohttp.ClientSession, sim: GenesysSim, body: bytes, content_type: str
+) -> None:
+    headers = {**basic(sim.client_id, sim.client_secret), "Content-Type": content_type}
+    async with session.post(sim.token_url, data=body, headers=headers) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"] == "invalid_request"

@@ -435,6 +435,10 @@ async def test_media_url_expiry_and_signature(session: aiohttp.ClientSession) ->
         assert status == 403 and b"SignatureDoesNotMatch" in body
         later = re.sub(r"Expires=(\d+)", lambda m: f"Expires={int(m[1]) + 100}", fresh)
         assert (await download(session, later))[0] == 403
+        base = fresh.split("?")[0]
+        non_ascii = re.sub(r"Signature=[0-9a-f]+", "Signature=%C3%A9", fresh)
+        for broken in (non_ascii, base + "?Expires=soon", base):
+            assert (await download(session, broken))[0] == 403, broken
         assert (await download(session, sim.media_url + "/media/nope/x.mp4"))[0] == 404
 
 
@@ -645,3 +649,20 @@ async def test_stop_ends_a_stalled_download(session: aiohttp.ClientSession) -> N
                 await resp.read()
     finally:
         await sim.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"grant_type=\xff\xfe", "application/x-www-form-urlencoded"),
+        (b"--x\r\nbroken", "multipart/form-data; boundary=x"),
+        (b'{"grant_type": "password"}', "application/json"),
+    ],
+)
+async def test_token_endpoint_refuses_what_is_not_a_form(
+    session: aiohttp.ClientSession, sim: PlaybackSim, body: bytes, content_type: str
+) -> None:
+    headers = {**basic(sim.client_id, sim.client_secret), "Content-Type": content_type}
+    async with session.post(sim.token_url, data=body, headers=headers) as resp:
+        assert resp.status == 400
+        assert (await resp.json())["error"] == "invalid_request"

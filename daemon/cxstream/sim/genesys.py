@@ -29,7 +29,7 @@ from aiohttp import hdrs, web
 
 from cxstream.formats import wav
 from cxstream.sim.audio import AudioLibrary
-from cxstream.sim.auth import basic_credentials, bearer_token
+from cxstream.sim.auth import basic_credentials, bearer_token, read_form
 from cxstream.sim.delivery import pause
 from cxstream.sim.media import MediaFile
 from cxstream.sim.platform import PlatformState, iso
@@ -202,11 +202,17 @@ async def handle_login(request: web.Request) -> web.StreamResponse:
         state.count_token_request("rejected")
         body = {"error": "invalid_client", "description": "client not found"}
         return json_response(body | {"error_description": "client not found"}, 401)
-    grant = (await request.post()).get("grant_type")
+    form = await read_form(request)
+    grant = None if form is None else form.get("grant_type")
     if grant != "client_credentials":
         state.count_token_request("rejected")
-        error = "invalid_request" if grant is None else "unsupported_grant_type"
-        return json_response({"error": error, "description": f"grant_type {grant!r}"}, 400)
+        if form is None:
+            error, description = "invalid_request", "a urlencoded UTF-8 form is required"
+        elif grant is None:
+            error, description = "invalid_request", "grant_type is required"
+        else:
+            error, description = "unsupported_grant_type", "grant_type must be client_credentials"
+        return json_response({"error": error, "description": description}, 400)
     state.count_token_request("client_credentials")
     return json_response(
         {

@@ -129,7 +129,9 @@ class MediaHost:
             signature = request.query["Signature"]
         except (KeyError, ValueError):
             return "denied"
-        if not hmac.compare_digest(signature, self._signature(key, expires, serial)):
+        expected = self._signature(key, expires, serial)
+        # Bytes: compare_digest refuses a str with non-ASCII characters.
+        if not hmac.compare_digest(signature.encode(), expected.encode()):
             return "denied"
         if time.time() >= expires or serial < self._revoked_below:
             return "expired"

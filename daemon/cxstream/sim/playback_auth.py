@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from cxstream.sim.auth import basic_credentials
+from cxstream.sim.auth import basic_credentials, read_form
 from cxstream.sim.playback import AREA, DOMAIN, PLAYBACK_KEY, PlaybackState, api_error
 from cxstream.sim.responses import json_response
 
@@ -66,7 +66,10 @@ def _oauth_error(status: int, error: str, description: str) -> web.Response:
 
 async def handle_token(request: web.Request) -> web.StreamResponse:
     state = request.app[PLAYBACK_KEY]
-    form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    form = await read_form(request)
+    if form is None:
+        state.count_token_request("rejected")
+        return _oauth_error(400, "invalid_request", "a urlencoded UTF-8 form is required")
     basic = basic_credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
     client = basic if basic is not None else (form.get("client_id"), form.get("client_secret"))
     if basic is not None and form.get("client_id") not in (None, basic[0]):
