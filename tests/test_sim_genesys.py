@@ -205,7 +205,11 @@ async def test_format_choice(session: aiohttp.ClientSession, sim: GenesysSim, to
     error_shape(body, 400, "recording.format.unavailable")
     status, body, _ = await recordings(session, sim, token, CONV, "rec-a", formatId="NONE")
     assert status == 200 and "mediaUris" not in body
-    for params in ({"formatId": "FLAC"}, {"formatId": "WAV", "maxWaitMs": "soon"}):
+    for params in (
+        {"formatId": "FLAC"},
+        {"formatId": "WAV", "maxWaitMs": "soon"},
+        {"formatId": "WAV", "maxWaitMs": "²"},
+    ):
         status, body, _ = await recordings(session, sim, token, CONV, "rec-a", **params)
         assert status == 400
         error_shape(body, 400, "bad.request")

@@ -234,8 +234,8 @@ async def handle_recordings(request: web.Request) -> web.StreamResponse:
     if fmt not in GENESYS_FORMAT_IDS:
         return api_error(400, "bad.request", f"formatId must be one of {GENESYS_FORMAT_IDS}")
     raw_wait = request.query.get("maxWaitMs", "0")
-    if not raw_wait.isdigit():
-        return api_error(400, "bad.request", "maxWaitMs must be a positive integer")
+    if not (raw_wait.isascii() and raw_wait.isdigit()):
+        return api_error(400, "bad.request", "maxWaitMs must be a non-negative integer")
     max_wait_s = min(int(raw_wait), MAX_WAIT_MS) / 1000
     conv = state.conversations.get(request.match_info["conversation"])
     if conv is None:
@@ -270,7 +270,7 @@ async def _answer(
     recordings = [r for r in conv.recordings if wanted is None or r.id == wanted]
     if not recordings:
         return api_error(404, "not.found", "Recording not found")
-    # maxWaitMs: hold the request while transcoding could still finish in time.
+    # maxWaitMs: hold the request until transcoding is done or maxWaitMs has passed.
     left = max((state.transcode_left(r, fmt) for r in recordings if fmt in r.formats), default=0)
     if left > 0 and max_wait_s > 0:
         await pause(state.shutdown, min(left, max_wait_s))
