@@ -14,6 +14,7 @@ import binascii
 import math
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -103,6 +104,32 @@ class StreamsConfig:
 class StorageConfig:
     dir: Path
     state_dir: Path
+    backend: str = "fs"  # fs | s3
+    bucket: str = ""
+    prefix: str = ""  # "" or ends with "/"
+    endpoint: str = ""
+    region: str = ""
+    access_key_id: str = ""
+    secret_access_key: Secret | None = None
+    retention_mode: str = ""  # "" | GOVERNANCE | COMPLIANCE
+    retention_days: int = 0
+    legal_hold: bool = False
+    sse: str = ""  # "" | AES256 | aws:kms
+    kms_key_id: str = ""
+    spool_dir: Path | None = None
+
+    @property
+    def spool(self) -> Path:
+        """Where an s3 node verifies a recording before it uploads it."""
+        return self.spool_dir or self.state_dir / "spool"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    backend: str = "sqlite"  # sqlite | postgres
+    dsn: Secret | None = None
+    node: str = ""
+    lease_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +161,17 @@ class Config:
     archive: ArchiveConfig
     audit: AuditConfig
     admin: AdminConfig
+    journal: JournalConfig = field(default_factory=JournalConfig)
     source: str = field(default="<defaults>", compare=False)
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for the audit log's redactor."""
+        values = [self.webhook.secret, self.cxone.client_secret, self.archive.secret]
+        values += [self.journal.dsn, self.storage.secret_access_key]
+        out = [v.reveal() for v in values if v]
+        if self.journal.dsn:
+            out += _dsn_password(self.journal.dsn.reveal())
+        return out
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -159,7 +196,23 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "checkpoint_bytes": 4 * 1024 * 1024,
         "chunk_bytes": 64 * 1024,
     },
-    "storage": {"dir": "/var/lib/cxstream/recordings", "state_dir": "/var/lib/cxstream/state"},
+    "storage": {
+        "dir": "/var/lib/cxstream/recordings",
+        "state_dir": "/var/lib/cxstream/state",
+        "backend": "fs",
+        "bucket": "",
+        "prefix": "",
+        "endpoint": "",
+        "region": "",
+        "access_key_id": "",
+        "retention_mode": "",
+        "retention_days": 0,
+        "legal_hold": False,
+        "sse": "",
+        "kms_key_id": "",
+        "spool_dir": "",
+    },
+    "journal": {"backend": "sqlite", "node": "", "lease_s": 30.0},
     "archive": {
         "url": "",
         "timeout_s": 30.0,
@@ -170,7 +223,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "audit": {"path": "-"},
     "admin": {"listen": "127.0.0.1:8602"},
 }
-SECRETS = {("webhook", "secret"), ("cxone", "client_secret"), ("archive", "secret")}
+SECRETS = {
+    ("webhook", "secret"),
+    ("cxone", "client_secret"),
+    ("archive", "secret"),
+    ("journal", "dsn"),
+    ("storage", "secret_access_key"),
+}
 _ENV_PREFIX = "CXSTREAM_"
 
 
@@ -217,6 +276,100 @@ def _resolve_secrets(raw: dict[str, dict[str, Any]], env: Mapping[str, str]) -> 
             if cred.is_file():
                 values[key] = _read_secret_file(f"{section}.{key}", str(cred))
         values.pop(file_key, None)
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _dsn_password(dsn: str) -> list[str]:
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        password = conninfo_to_dict(dsn).get("password")
+    except Exception:
+        return []
+    return [str(password)] if password else []
+
+
+def _journal(sec: _Section) -> JournalConfig:
+    backend = sec.choice("backend", ("sqlite", "postgres"))
+    node = sec.string("node").strip() or socket.gethostname()
+    if not _NODE.fullmatch(node):
+        raise ConfigError(sec.key("node"), f"must be 1-63 of A-Z a-z 0-9 . _ -, got {node!r}")
+    dsn = sec.secret("dsn")
+    if backend == "postgres":
+        if dsn is None:
+            raise ConfigError(sec.key("dsn"), "is required for postgres (or dsn_file)")
+        try:
+            from psycopg.conninfo import conninfo_to_dict
+        except ImportError:
+            raise ConfigError(
+                sec.key("backend"), "postgres needs psycopg: pip install 'cxstream[postgres]'"
+            ) from None
+        try:
+            conninfo_to_dict(dsn.reveal())
+        except Exception:
+            # The DSN may hold a password: say what is wrong, never what it is.
+            raise ConfigError(sec.key("dsn"), "is not a valid libpq connection string") from None
+    return JournalConfig(
+        backend=backend, dsn=dsn, node=node, lease_s=sec.number("lease_s", float, 2, 3600)
+    )
+
+
+def _storage(sec: _Section, data_dir: Path, state_dir: Path) -> StorageConfig:
+    backend = sec.choice("backend", ("fs", "s3"))
+    mode = sec.choice("retention_mode", ("", "GOVERNANCE", "COMPLIANCE"))
+    days = sec.number("retention_days", int, 0, 36500)
+    if mode and not days:
+        raise ConfigError(sec.key("retention_days"), f"must be at least 1 with mode {mode}")
+    if days and not mode:
+        raise ConfigError(sec.key("retention_mode"), "is required when retention_days is set")
+    sse = sec.choice("sse", ("", "AES256", "aws:kms"))
+    kms_key_id = sec.string("kms_key_id").strip()
+    if kms_key_id and sse != "aws:kms":
+        raise ConfigError(sec.key("kms_key_id"), "needs storage.sse = 'aws:kms'")
+    prefix = sec.string("prefix").strip()
+    if prefix.startswith("/") or ".." in prefix.split("/") or "\x00" in prefix:
+        raise ConfigError(sec.key("prefix"), "must be a relative key prefix without '..'")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"  # "recordings" means recordings/2026/..., not recordings2026/...
+    key_id, secret = sec.string("access_key_id").strip(), sec.secret("secret_access_key")
+    if bool(key_id) != bool(secret):
+        missing = "secret_access_key" if key_id else "access_key_id"
+        raise ConfigError(sec.key(missing), "is required with the other (or set neither)")
+    bucket, endpoint = sec.string("bucket").strip(), sec.url("endpoint", optional=True)
+    region = sec.string("region").strip()
+    if backend == "s3":
+        if not _BUCKET.fullmatch(bucket):
+            raise ConfigError(sec.key("bucket"), f"expected an S3 bucket name, got {bucket!r}")
+        if not endpoint and not region:
+            raise ConfigError(sec.key("region"), "is required when storage.endpoint is empty")
+        try:
+            import aiobotocore  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                sec.key("backend"), "s3 needs aiobotocore: pip install 'cxstream[s3]'"
+            ) from None
+    spool = sec.path("spool_dir").strip()
+    return StorageConfig(
+        dir=data_dir,
+        state_dir=state_dir,
+        backend=backend,
+        bucket=bucket,
+        prefix=prefix,
+        endpoint=endpoint,
+        region=region,
+        access_key_id=key_id,
+        secret_access_key=secret,
+        retention_mode=mode,
+        retention_days=days,
+        legal_hold=sec.boolean("legal_hold"),
+        sse=sse,
+        kms_key_id=kms_key_id,
+        spool_dir=Path(spool) if spool else None,
+    )
 
 
 class _Section:
@@ -311,6 +464,27 @@ class _Section:
             raise ConfigError(self.key(key), "must decode to at least 16 bytes")
         return Secret(value)
 
+    def boolean(self, key: str) -> bool:
+        value = self.get(key)
+        if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+            return _BOOLEANS[value.strip().lower()]
+        if not isinstance(value, bool):
+            raise ConfigError(self.key(key), f"expected true or false, got {value!r}")
+        return value
+
+    def choice(self, key: str, options: tuple[str, ...]) -> str:
+        value = self.string(key).strip()
+        if value not in options:
+            shown = ", ".join(repr(o) for o in options)
+            raise ConfigError(self.key(key), f"must be one of {shown}, got {value!r}")
+        return value
+
+    def secret(self, key: str) -> Secret | None:
+        value = self.values.get(key, "")
+        if not isinstance(value, str):
+            raise ConfigError(self.key(key), "expected a string")  # never echo a secret
+        return Secret(value) if value else None
+
     def codecs(self, key: str) -> tuple[str, ...]:
         value = self.get(key)
         if isinstance(value, str):
@@ -401,7 +575,7 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
             checkpoint_bytes=st.number("checkpoint_bytes", int, 64 * 1024, 1 << 40),
             chunk_bytes=st.number("chunk_bytes", int, 1024, 16 * 1024 * 1024),
         ),
-        storage=StorageConfig(dir=data_dir, state_dir=state_dir),
+        storage=_storage(sto, data_dir, state_dir),
         archive=ArchiveConfig(
             url=archive_url,
             secret=archive_secret,
@@ -412,5 +586,6 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
         ),
         audit=AuditConfig(path=audit_path),
         admin=AdminConfig(listen=s["admin"].listen("listen")),
+        journal=_journal(s["journal"]),
         source=source,
     )

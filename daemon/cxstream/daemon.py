@@ -27,13 +27,12 @@ from cxstream.fetcher.pool import WorkerPool
 from cxstream.fetcher.token import TokenSource
 from cxstream.fetcher.transport import make_session
 from cxstream.ingress.webhook import SIGNER, never_500, receive
-from cxstream.journal import SqliteJournal
+from cxstream.journal import JournalError, WakesWorkers, build_journal
 from cxstream.keys import AUDIT, CONFIG, JOURNAL, LIFECYCLE, METRICS, POOL, SESSION, Lifecycle
 from cxstream.metrics import Metrics
 from cxstream.notifier.archive import ArchiveNotifier
 
 NOTIFIER = web.AppKey("notifier", ArchiveNotifier)
-JOURNAL_FILE = "journal.sqlite3"
 # SIGTERM to exit must fit systemd's TimeoutStopSec (15 s) with room to spare.
 WORKER_STOP_S = 6.0
 INFLIGHT_WAIT_S = 5.0
@@ -42,11 +41,14 @@ log = logging.getLogger(__name__)
 
 
 async def _journal_ctx(app: web.Application) -> AsyncIterator[None]:
-    cfg = app[CONFIG]
-    journal = SqliteJournal(cfg.storage.state_dir / JOURNAL_FILE)
-    await journal.open()
-    requeued = await journal.requeue_running()
-    app[AUDIT].info("journal.opened", path=str(journal.path), requeued=requeued)
+    journal = build_journal(app[CONFIG])
+    try:
+        await journal.open()
+        requeued = await journal.requeue_running()
+    except JournalError as exc:
+        await journal.close()
+        raise StartError(f"journal: {exc}") from None
+    app[AUDIT].info("journal.opened", path=journal.location, requeued=requeued)
     app[JOURNAL] = journal
     yield
     await journal.close()
@@ -99,6 +101,10 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
         journal=app[JOURNAL], runner=runner, size=cfg.streams.concurrency, audit=app[AUDIT]
     )
     app[POOL] = pool
+    journal = app[JOURNAL]
+    if isinstance(journal, WakesWorkers):
+        # A job queued through another node wakes this node's idle workers too.
+        journal.on_work(pool.wake)
     pool.start()
     yield
     await pool.stop(WORKER_STOP_S)
@@ -132,6 +138,9 @@ async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StartError(f"cannot create {path}: {exc.strerror}") from None
+    if config.journal.backend == "postgres":
+        # Several nodes write one story: every line says which node wrote it.
+        audit = audit.bind(node=config.journal.node)
     app = build_app(config, audit, Metrics())
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S
