@@ -15,6 +15,7 @@ import pytest
 from cxstream.sim.server import SimServer
 from tests.harness import ARCHIVE_SECRET, CLIENT_ID, CLIENT_SECRET, Daemon, write_config
 from tests.pg import Cluster, cluster
+from tests.s3server import running as s3_running
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +80,11 @@ def pg_dsn(pg_cluster: Cluster) -> Iterator[str]:
     dsn = pg_cluster.new_database()
     yield dsn
     pg_cluster.drop_database(dsn)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """One S3 endpoint process (moto + checksum verification) for the whole run."""
+    pytest.importorskip("moto", reason="moto not installed (pip install -e '.[test]')")
+    with s3_running() as url:
+        yield url
