@@ -133,6 +133,10 @@ class StartError(Exception):
 
 
 async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
+    if config.storage.backend == "s3":
+        # sink/s3.py is ready, but the fetcher does not publish through it yet:
+        # refuse rather than silently write to storage.dir. (Lifted by that wiring.)
+        raise StartError("storage.backend = 's3' is not wired into publication yet")
     for path in (config.storage.dir, config.storage.state_dir):
         try:
             path.mkdir(parents=True, exist_ok=True)

@@ -72,10 +72,11 @@ class PgBase:
     # -- plumbing ---------------------------------------------------------
 
     def _scrub(self, text: str) -> str:
+        """One line (libpq adds hints on lines of their own), no DSN, no password."""
         for secret in (self._dsn, self._password):
             if secret:
                 text = text.replace(secret, "[redacted]")
-        return text
+        return " ".join(text.split())
 
     async def open(self) -> None:
         """Connect, migrate, then pool, listen and beat; a failure says why, once."""
