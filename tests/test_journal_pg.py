@@ -118,6 +118,17 @@ async def test_a_job_whose_node_died_is_taken_over_within_two_leases(node: Node)
     assert (taken.id, taken.attempts, taken.checkpoint) == (job.id, 2, None)
 
 
+async def test_a_lapsed_job_goes_before_the_queue(node: Node, pg_dsn: str) -> None:
+    a, b = await node("a"), await node("b")
+    await a.enqueue(request("r1"))
+    job = await a.claim()
+    for rid in ("r2", "r3"):
+        await b.enqueue(request(rid))
+    sql(pg_dsn, "UPDATE jobs SET lease_until = now() - interval '1 second' WHERE owner = 'a'")
+    taken = await b.claim()
+    assert taken is not None and taken.id == job.id  # not r2: a backlog does not delay it
+
+
 async def test_a_node_that_lost_its_lease_writes_nothing_more(node: Node, pg_dsn: str) -> None:
     a, b = await node("a", lease_s=60), await node("b", lease_s=60)
     await a.enqueue(request("r1"))

@@ -296,7 +296,7 @@ def _dsn_password(dsn: str) -> list[str]:
 def _journal(sec: _Section) -> JournalConfig:
     backend = sec.choice("backend", ("sqlite", "postgres"))
     node = sec.string("node").strip() or socket.gethostname()
-    if not _NODE.fullmatch(node):
+    if (backend == "postgres" or sec.values.get("node")) and not _NODE.fullmatch(node):
         raise ConfigError(sec.key("node"), f"must be 1-63 of A-Z a-z 0-9 . _ -, got {node!r}")
     dsn = sec.secret("dsn")
     if backend == "postgres":

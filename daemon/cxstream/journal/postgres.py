@@ -106,12 +106,13 @@ class PostgresJournal(PgOutbox):
         params = {"node": self.node, "lease": self.lease_s}
 
         async def body(conn: Conn) -> Job | None:
-            # Two index-backed probes rather than one OR: queued jobs first,
-            # then a running job whose owner stopped renewing its lease.
+            # Two index-backed probes rather than one OR. A job whose owner
+            # stopped renewing its lease goes first: it was accepted before
+            # anything still queued, and must not wait for a backlog to drain.
             for probe in (
-                "SELECT id FROM jobs WHERE state = 'queued' ORDER BY id",
                 "SELECT id FROM jobs WHERE state = 'running' AND lease_until < now()"
                 " ORDER BY lease_until",
+                "SELECT id FROM jobs WHERE state = 'queued' ORDER BY id",
             ):
                 cur = await conn.execute(f"{probe} LIMIT 1 FOR UPDATE SKIP LOCKED")
                 found = await cur.fetchone()
