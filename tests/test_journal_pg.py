@@ -116,6 +116,10 @@ async def test_a_job_whose_node_died_is_taken_over_within_two_leases(node: Node)
     assert time.monotonic() - died < 2 * lease
     # Same job and attempts; the checkpoint was a's part file, so b starts afresh.
     assert (taken.id, taken.attempts, taken.checkpoint) == (job.id, 2, None)
+    # When a comes back, its part file for r1 is stale: the job is b's now.
+    back = await node("a", lease_s=lease)
+    assert await back.still_mine(["r1"]) == set()
+    assert await b.still_mine(["r1", "unknown"]) == {"r1"}
 
 
 async def test_a_lapsed_job_goes_before_the_queue(node: Node, pg_dsn: str) -> None:

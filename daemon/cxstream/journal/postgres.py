@@ -18,6 +18,7 @@ one transaction (plumbing in pg_base.py, the outbox in pg_outbox.py).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -129,6 +130,22 @@ class PostgresJournal(PgOutbox):
                 {**params, "id": found[0]},
             )
             return _job(await cur.fetchone())
+
+        return await self._tx(body)
+
+    async def still_mine(self, recording_ids: Iterable[str]) -> set[str]:
+        """Of these recordings, those whose checkpoint this node may still use:
+        queued or running with this node as owner. Any other local part file
+        is stale (the job was taken over, or ended) and can be removed."""
+        ids = list(recording_ids)
+
+        async def body(conn: Conn) -> set[str]:
+            cur = await conn.execute(
+                "SELECT recording_id FROM jobs WHERE recording_id = ANY(%s)"
+                " AND state IN ('queued', 'running') AND owner = %s",
+                (ids, self.node),
+            )
+            return {row[0] for row in await cur.fetchall()}
 
         return await self._tx(body)
 
