@@ -14,6 +14,8 @@ import pytest
 
 from cxstream.sim.server import SimServer
 from tests.harness import ARCHIVE_SECRET, CLIENT_ID, CLIENT_SECRET, Daemon, write_config
+from tests.pg import Cluster, cluster
+from tests.s3server import running as s3_running
 
 
 @pytest.fixture(autouse=True)
@@ -63,3 +65,26 @@ async def start_daemon(tmp_path: Path, sim: SimServer) -> AsyncIterator[StartDae
     for daemon in started:
         if daemon.proc is not None and daemon.proc.returncode is None:
             await daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL cluster for the whole run (skips if not installed)."""
+    with cluster() as running:
+        yield running
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster: Cluster) -> Iterator[str]:
+    """A fresh, empty database per test."""
+    dsn = pg_cluster.new_database()
+    yield dsn
+    pg_cluster.drop_database(dsn)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """One S3 endpoint process (moto + checksum verification) for the whole run."""
+    pytest.importorskip("moto", reason="moto not installed (pip install -e '.[test]')")
+    with s3_running() as url:
+        yield url

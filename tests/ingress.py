@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from cxstream.audit.log import close_audit, open_audit
-from cxstream.config import load, secret_values
+from cxstream.config import load
 from cxstream.daemon import _workers_ctx, build_app, build_pool
 from cxstream.journal import SqliteJournal
 from cxstream.keys import JOURNAL, POOL
@@ -151,7 +151,7 @@ async def ingress(
     cfg = load(write_config(tmp, NOWHERE if cxone is None else cxone, **overrides), {})
     cfg.storage.dir.mkdir(parents=True, exist_ok=True)
     audit_path = tmp / "audit.ndjson"
-    audit, owned = open_audit(str(audit_path), secret_values(cfg))
+    audit, owned = open_audit(str(audit_path), cfg.secrets())
     app = build_app(cfg, audit, Metrics())
     if cxone is None:
         app.cleanup_ctx[app.cleanup_ctx.index(_workers_ctx)] = _idle_pool

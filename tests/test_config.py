@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cxstream.config import Config, ConfigError, HostPort, Secret, load, secret_values
+from cxstream.config import Config, ConfigError, HostPort, Secret, load
 from tests.harness import ARCHIVE_SECRET, CLIENT_SECRET, WEBHOOK_SECRET, write_config
 from tests.ingress import BASIC, PASSWORD, TOKEN, USER
 
@@ -260,7 +260,7 @@ def test_bearer_needs_a_token_and_no_webhook_secret(tmp_path: Path) -> None:
     cfg = load(path, {})
     assert cfg.webhook.auth == "bearer" and cfg.webhook.secret is None
     assert cfg.webhook.token is not None and cfg.webhook.token.reveal() == TOKEN
-    assert TOKEN in secret_values(cfg) and WEBHOOK_SECRET not in secret_values(cfg)
+    assert TOKEN in cfg.secrets() and WEBHOOK_SECRET not in cfg.secrets()
     _no_secret(repr(cfg))
 
 
@@ -270,7 +270,7 @@ def test_basic_needs_a_user_and_a_password(tmp_path: Path) -> None:
     assert (cfg.webhook.auth, cfg.webhook.user) == ("basic", USER)
     assert cfg.webhook.password is not None and cfg.webhook.password.reveal() == PASSWORD
     # The Basic header's own form is masked too, should it ever be quoted.
-    assert {PASSWORD, BASIC} <= set(secret_values(cfg))
+    assert {PASSWORD, BASIC} <= set(cfg.secrets())
 
 
 def test_static_credentials_from_files_credentials_and_the_environment(tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ def _run(command: str, path: str | None) -> int:
     from cxstream.daemon import StartError, run
 
     try:
-        audit, owned = open_audit(cfg.audit.path, config_mod.secret_values(cfg))
+        audit, owned = open_audit(cfg.audit.path, cfg.secrets())
     except OSError as exc:
         print(f"cxstream: config: audit.path: cannot open: {exc.strerror}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ import ipaddress
 import math
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -139,6 +140,32 @@ class StorageConfig:
     dir: Path
     state_dir: Path
     min_free_bytes: int = 256 * 1024 * 1024
+    backend: str = "fs"  # fs | s3
+    bucket: str = ""
+    prefix: str = ""  # "" or ends with "/"
+    endpoint: str = ""
+    region: str = ""
+    access_key_id: str = ""
+    secret_access_key: Secret | None = None
+    retention_mode: str = ""  # "" | GOVERNANCE | COMPLIANCE
+    retention_days: int = 0
+    legal_hold: bool = False
+    sse: str = ""  # "" | AES256 | aws:kms
+    kms_key_id: str = ""
+    spool_dir: Path | None = None
+
+    @property
+    def spool(self) -> Path:
+        """Where an s3 node verifies a recording before it uploads it."""
+        return self.spool_dir or self.state_dir / "spool"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalConfig:
+    backend: str = "sqlite"  # sqlite | postgres
+    dsn: Secret | None = None
+    node: str = ""
+    lease_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +205,25 @@ class Config:
     archive: ArchiveConfig
     audit: AuditConfig
     admin: AdminConfig
+    journal: JournalConfig = field(default_factory=JournalConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     genesys: GenesysConfig | None = None
     origin: str = field(default="<defaults>", compare=False)  # the file read, for messages
+
+    def secrets(self) -> list[str]:
+        """Every secret value this configuration holds, for the audit redactor to mask."""
+        wh = self.webhook
+        held = [wh.secret, wh.token, wh.password, self.cxone.client_secret, self.archive.secret]
+        held += [self.cxone.access_key_secret, self.journal.dsn, self.storage.secret_access_key]
+        if self.genesys is not None:
+            held.append(self.genesys.client_secret)
+        out = [v.reveal() for v in held if v]
+        if wh.password is not None:
+            # What a Basic header carries: masked too, should one ever be quoted.
+            out.append(base64.b64encode(f"{wh.user}:{wh.password.reveal()}".encode()).decode())
+        if self.journal.dsn:
+            out += _dsn_password(self.journal.dsn.reveal())
+        return out
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -229,7 +272,20 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "dir": "/var/lib/cxstream/recordings",
         "state_dir": "/var/lib/cxstream/state",
         "min_free_bytes": 256 * 1024 * 1024,
+        "backend": "fs",
+        "bucket": "",
+        "prefix": "",
+        "endpoint": "",
+        "region": "",
+        "access_key_id": "",
+        "retention_mode": "",
+        "retention_days": 0,
+        "legal_hold": False,
+        "sse": "",
+        "kms_key_id": "",
+        "spool_dir": "",
     },
+    "journal": {"backend": "sqlite", "node": "", "lease_s": 30.0},
     "archive": {
         "url": "",
         "timeout_s": 30.0,
@@ -248,6 +304,8 @@ SECRETS = {
     ("cxone", "access_key_secret"),
     ("genesys", "client_secret"),
     ("archive", "secret"),
+    ("journal", "dsn"),
+    ("storage", "secret_access_key"),
 }
 _ENV_PREFIX = "CXSTREAM_"
 
@@ -295,6 +353,101 @@ def _resolve_secrets(raw: dict[str, dict[str, Any]], env: Mapping[str, str]) -> 
             if cred.is_file():
                 values[key] = _read_secret_file(f"{section}.{key}", str(cred))
         values.pop(file_key, None)
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _dsn_password(dsn: str) -> list[str]:
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        password = conninfo_to_dict(dsn).get("password")
+    except Exception:
+        return []
+    return [str(password)] if password else []
+
+
+def _journal(sec: _Section) -> JournalConfig:
+    backend = sec.choice("backend", ("sqlite", "postgres"))
+    node = sec.string("node").strip() or socket.gethostname()
+    if (backend == "postgres" or sec.values.get("node")) and not _NODE.fullmatch(node):
+        raise ConfigError(sec.key("node"), f"must be 1-63 of A-Z a-z 0-9 . _ -, got {node!r}")
+    dsn = sec.secret("dsn")
+    if backend == "postgres":
+        if dsn is None:
+            raise ConfigError(sec.key("dsn"), "is required for postgres (or dsn_file)")
+        try:
+            from psycopg.conninfo import conninfo_to_dict
+        except ImportError:
+            raise ConfigError(
+                sec.key("backend"), "postgres needs psycopg: pip install 'cxstream[postgres]'"
+            ) from None
+        try:
+            conninfo_to_dict(dsn.reveal())
+        except Exception:
+            # The DSN may hold a password: say what is wrong, never what it is.
+            raise ConfigError(sec.key("dsn"), "is not a valid libpq connection string") from None
+    return JournalConfig(
+        backend=backend, dsn=dsn, node=node, lease_s=sec.number("lease_s", float, 2, 3600)
+    )
+
+
+def _storage(sec: _Section, data_dir: Path, state_dir: Path) -> StorageConfig:
+    backend = sec.choice("backend", ("fs", "s3"))
+    mode = sec.choice("retention_mode", ("", "GOVERNANCE", "COMPLIANCE"))
+    days = sec.number("retention_days", int, 0, 36500)
+    if mode and not days:
+        raise ConfigError(sec.key("retention_days"), f"must be at least 1 with mode {mode}")
+    if days and not mode:
+        raise ConfigError(sec.key("retention_mode"), "is required when retention_days is set")
+    sse = sec.choice("sse", ("", "AES256", "aws:kms"))
+    kms_key_id = sec.string("kms_key_id").strip()
+    if kms_key_id and sse != "aws:kms":
+        raise ConfigError(sec.key("kms_key_id"), "needs storage.sse = 'aws:kms'")
+    prefix = sec.string("prefix").strip()
+    if prefix.startswith("/") or ".." in prefix.split("/") or "\x00" in prefix:
+        raise ConfigError(sec.key("prefix"), "must be a relative key prefix without '..'")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"  # "recordings" means recordings/2026/..., not recordings2026/...
+    key_id, secret = sec.string("access_key_id").strip(), sec.secret("secret_access_key")
+    if bool(key_id) != bool(secret):
+        missing = "secret_access_key" if key_id else "access_key_id"
+        raise ConfigError(sec.key(missing), "is required with the other (or set neither)")
+    bucket, endpoint = sec.string("bucket").strip(), sec.url("endpoint", optional=True)
+    region = sec.string("region").strip()
+    if backend == "s3":
+        if not _BUCKET.fullmatch(bucket):
+            raise ConfigError(sec.key("bucket"), f"expected an S3 bucket name, got {bucket!r}")
+        if not endpoint and not region:
+            raise ConfigError(sec.key("region"), "is required when storage.endpoint is empty")
+        try:
+            import aiobotocore  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                sec.key("backend"), "s3 needs aiobotocore: pip install 'cxstream[s3]'"
+            ) from None
+    spool = sec.path("spool_dir").strip()
+    return StorageConfig(
+        dir=data_dir,
+        state_dir=state_dir,
+        backend=backend,
+        bucket=bucket,
+        prefix=prefix,
+        endpoint=endpoint,
+        region=region,
+        access_key_id=key_id,
+        secret_access_key=secret,
+        retention_mode=mode,
+        retention_days=days,
+        legal_hold=sec.boolean("legal_hold"),
+        sse=sse,
+        kms_key_id=kms_key_id,
+        spool_dir=Path(spool) if spool else None,
+        min_free_bytes=sec.number("min_free_bytes", int, 0, 1 << 50),
+    )
 
 
 class _Section:
@@ -442,6 +595,20 @@ class _Section:
             raise ConfigError(self.key(key), "must not contain control characters")
         return Secret(value)
 
+    def boolean(self, key: str) -> bool:
+        value = self.get(key)
+        if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+            return _BOOLEANS[value.strip().lower()]
+        if not isinstance(value, bool):
+            raise ConfigError(self.key(key), f"expected true or false, got {value!r}")
+        return value
+
+    def secret(self, key: str) -> Secret | None:
+        value = self.values.get(key, "")
+        if not isinstance(value, str):
+            raise ConfigError(self.key(key), "expected a string")  # never echo a secret
+        return Secret(value) if value else None
+
     def codecs(self, key: str) -> tuple[str, ...]:
         value = self.get(key)
         if isinstance(value, str):
@@ -454,17 +621,6 @@ class _Section:
         if len(set(value)) != len(value):
             raise ConfigError(self.key(key), "lists a codec twice")
         return tuple(value)
-
-
-def secret_values(cfg: Config) -> list[str]:
-    """Every secret this configuration holds, for the audit redactor to mask."""
-    wh = cfg.webhook
-    held = (wh.secret, wh.token, wh.password, cfg.cxone.client_secret, cfg.archive.secret)
-    values = [s.reveal() for s in held if s is not None]
-    if wh.password is not None:
-        # What a Basic header carries: masked too, should one ever be quoted.
-        values.append(base64.b64encode(f"{wh.user}:{wh.password.reveal()}".encode()).decode())
-    return values
 
 
 def load(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Config:
@@ -550,11 +706,7 @@ def _validate(raw: dict[str, dict[str, Any]], origin: str) -> Config:
             checkpoint_bytes=st.number("checkpoint_bytes", int, 64 * 1024, 1 << 40),
             chunk_bytes=st.number("chunk_bytes", int, 1024, 16 * 1024 * 1024),
         ),
-        storage=StorageConfig(
-            dir=data_dir,
-            state_dir=state_dir,
-            min_free_bytes=sto.number("min_free_bytes", int, 0, 1 << 50),
-        ),
+        storage=_storage(sto, data_dir, state_dir),
         archive=ArchiveConfig(
             url=archive_url,
             secret=archive_secret,
@@ -569,6 +721,7 @@ def _validate(raw: dict[str, dict[str, Any]], origin: str) -> Config:
             kind=kind,
             not_ready_grace_s=s["source"].number("not_ready_grace_s", float, 0, 7 * 86400),
         ),
+        journal=_journal(s["journal"]),
         origin=origin,
     )
 

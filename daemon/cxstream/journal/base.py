@@ -7,13 +7,22 @@ only way a job leaves the queue, so two workers can never hold the same job.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 
 class JournalError(Exception):
     """The journal could not record something (disk full, locked, corrupt)."""
+
+
+class LeaseLost(JournalError):
+    """This node no longer holds the job: its lease ran out and another node took it.
+
+    Only a shared journal (PostgreSQL) raises it. Whatever this node was doing
+    for the job must stop without writing anything more about it.
+    """
 
 
 class Enqueued(StrEnum):
@@ -138,3 +147,11 @@ class Journal(Protocol):
     async def counts(self) -> dict[str, int]: ...
     async def healthy(self) -> bool: ...
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class WakesWorkers(Protocol):
+    """A shared journal that can tell idle workers a job was queued on another node."""
+
+    def on_work(self, callback: Callable[[], None]) -> None: ...
+    async def wait_for_work(self) -> None: ...

@@ -85,6 +85,7 @@ _NO_WEBHOOK_ID = ""
 class SqliteJournal:
     def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self.location = str(path)
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
