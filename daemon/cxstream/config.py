@@ -68,12 +68,23 @@ class HostPort:
 
 
 @dataclass(frozen=True, slots=True)
+class ListenerLimits:
+    """What one client may hold of a listener (see listeners.py)."""
+
+    max_connections: int = 1024
+    max_connections_per_peer: int = 64
+    keepalive_timeout_s: float = 15.0
+    header_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookConfig:
     listen: HostPort
     secret: Secret
     max_body_bytes: int = 64 * 1024
     body_timeout_s: float = 10.0
     drain_grace_s: float = 1.0
+    limits: ListenerLimits = ListenerLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +114,9 @@ class StreamsConfig:
 class StorageConfig:
     dir: Path
     state_dir: Path
+    quarantine_max_bytes: int = 1 << 30
+    quarantine_min_free_bytes: int = 256 << 20
+    quarantine_job_max_bytes: int = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +137,7 @@ class AuditConfig:
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
     listen: HostPort
+    limits: ListenerLimits = ListenerLimits(max_connections=64, max_connections_per_peer=16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +158,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_body_bytes": 65536,
         "body_timeout_s": 10.0,
         "drain_grace_s": 1.0,
+        "max_connections": 1024,
+        "max_connections_per_peer": 64,
+        "keepalive_timeout_s": 15.0,
+        "header_timeout_s": 10.0,
     },
     "cxone": {
         "codecs": ["opus", "pcm"],
@@ -159,7 +178,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "checkpoint_bytes": 4 * 1024 * 1024,
         "chunk_bytes": 64 * 1024,
     },
-    "storage": {"dir": "/var/lib/cxstream/recordings", "state_dir": "/var/lib/cxstream/state"},
+    "storage": {
+        "dir": "/var/lib/cxstream/recordings",
+        "state_dir": "/var/lib/cxstream/state",
+        "quarantine_max_bytes": 1 << 30,
+        "quarantine_min_free_bytes": 256 << 20,
+        "quarantine_job_max_bytes": 64 << 20,
+    },
     "archive": {
         "url": "",
         "timeout_s": 30.0,
@@ -168,7 +193,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "backlog_report_s": 60.0,
     },
     "audit": {"path": "-"},
-    "admin": {"listen": "127.0.0.1:8602"},
+    "admin": {
+        "listen": "127.0.0.1:8602",
+        "max_connections": 64,
+        "max_connections_per_peer": 16,
+        "keepalive_timeout_s": 15.0,
+        "header_timeout_s": 10.0,
+    },
 }
 SECRETS = {("webhook", "secret"), ("cxone", "client_secret"), ("archive", "secret")}
 _ENV_PREFIX = "CXSTREAM_"
@@ -311,6 +342,14 @@ class _Section:
             raise ConfigError(self.key(key), "must decode to at least 16 bytes")
         return Secret(value)
 
+    def limits(self) -> ListenerLimits:
+        return ListenerLimits(
+            max_connections=self.number("max_connections", int, 1, 1_000_000),
+            max_connections_per_peer=self.number("max_connections_per_peer", int, 1, 1_000_000),
+            keepalive_timeout_s=self.number("keepalive_timeout_s", float, 0.1, 3600),
+            header_timeout_s=self.number("header_timeout_s", float, 0.1, 600),
+        )
+
     def codecs(self, key: str) -> tuple[str, ...]:
         value = self.get(key)
         if isinstance(value, str):
@@ -381,6 +420,7 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
             max_body_bytes=wh.number("max_body_bytes", int, 1024, 16 * 1024 * 1024),
             body_timeout_s=wh.number("body_timeout_s", float, 0.1, 600),
             drain_grace_s=wh.number("drain_grace_s", float, 0.0, 5.0),
+            limits=wh.limits(),
         ),
         cxone=CxoneConfig(
             base_url=cx.url("base_url"),
@@ -401,7 +441,13 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
             checkpoint_bytes=st.number("checkpoint_bytes", int, 64 * 1024, 1 << 40),
             chunk_bytes=st.number("chunk_bytes", int, 1024, 16 * 1024 * 1024),
         ),
-        storage=StorageConfig(dir=data_dir, state_dir=state_dir),
+        storage=StorageConfig(
+            dir=data_dir,
+            state_dir=state_dir,
+            quarantine_max_bytes=sto.number("quarantine_max_bytes", int, 1 << 20, 1 << 50),
+            quarantine_min_free_bytes=sto.number("quarantine_min_free_bytes", int, 0, 1 << 50),
+            quarantine_job_max_bytes=sto.number("quarantine_job_max_bytes", int, 0, 1 << 50),
+        ),
         archive=ArchiveConfig(
             url=archive_url,
             secret=archive_secret,
@@ -411,6 +457,6 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
             backlog_report_s=ar.number("backlog_report_s", float, 0.1, 86400),
         ),
         audit=AuditConfig(path=audit_path),
-        admin=AdminConfig(listen=s["admin"].listen("listen")),
+        admin=AdminConfig(listen=s["admin"].listen("listen"), limits=s["admin"].limits()),
         source=source,
     )

@@ -32,9 +32,11 @@ from cxstream.fetcher.watchdog import Watchdog
 from cxstream.journal import Checkpoint, Job, Journal
 from cxstream.metrics import Metrics
 from cxstream.planner import PlanError, Segment, plan, select
-from cxstream.sink.part import ContainerError, PartFile, write_atomic
-from cxstream.sink.quarantine import quarantine
-from cxstream.sink.record import Archived, final_path, sidecar_path
+from cxstream.sink.part import ContainerError, PartFile
+from cxstream.sink.publish import write_sidecar
+from cxstream.sink.quarantine import Quarantine
+from cxstream.sink.record import Archived, final_path
+from cxstream.sink.safe_fs import UnsafePath
 
 
 class _Progress:
@@ -83,6 +85,7 @@ class JobRunner:
         self.backoff = Backoff(config.streams.backoff_base_s, config.streams.backoff_cap_s)
         s = config.streams
         self.settings = StreamSettings(s.idle_timeout_s, s.chunk_bytes, s.checkpoint_bytes)
+        self.quarantine = Quarantine(config.storage)
 
     async def run(self, job: Job) -> None:
         await _Run(self, job).run()
@@ -104,6 +107,8 @@ class _Run:
             throttle_budget_s=runner.cfg.streams.throttle_budget_s,
         )
         self.started_wall, self.started = time.time(), time.monotonic()
+        # What the part file should hold when complete, when the metadata says (quarantine's bound).
+        self.expected_bytes: int | None = None
 
     async def _persist(self, failures: int, error: str | None) -> None:
         cp = await _sync(self.progress)
@@ -127,6 +132,11 @@ class _Run:
         except PermanentError as exc:
             # The permanent error was itself the last attempt.
             await asyncio.shield(self._fail(self.tries.attempts, exc))
+            return
+        except UnsafePath as exc:
+            # A link or a foreign file where we write: nothing was followed, no retry can help.
+            unsafe = PermanentError(f"unsafe_path: {exc}")
+            await asyncio.shield(self._fail(self.tries.attempts, unsafe))
             return
         except Exception as exc:
             # A bug or the disk (ENOSPC): dead-letter the job visibly, keep the
@@ -161,18 +171,25 @@ class _Run:
     async def _fail(self, attempts: int, err: FetchError) -> None:
         part, job = self.progress.part, self.job
         if part is not None and isinstance(err, IntegrityError) and part.source_bytes:
-            state_dir = self.r.cfg.storage.state_dir
-            path = await quarantine(part, state_dir, job.recording_id, err.code, attempts)
-            self.log.warning(
-                "recording.quarantined", reason=err.code, path=str(path), bytes=part.position
+            kept = await self.r.quarantine.keep(
+                part, job.recording_id, err.code, attempts, self.expected_bytes
             )
+            if kept is not None:
+                self.log.warning(
+                    "recording.quarantined",
+                    reason=err.code,
+                    path=str(kept.path),
+                    bytes=kept.bytes,
+                    bytes_dropped=kept.bytes_dropped,
+                    evicted=kept.evicted,
+                )
         elif part is not None:
             await part.discard()
         elif job.checkpoint is not None:
             # This run never reopened the earlier run's part file: remove it.
             codec = job.checkpoint.codec
             final = final_path(self.r.cfg.storage.dir, job.day, job.recording_id, codec)
-            orphan = PartFile(final, codec)
+            orphan = PartFile(final, codec, self.r.cfg.storage.dir)
             await orphan.discard()
         await self.r.journal.fail(job.id, attempts, err.code)
         self.r.metrics.recordings.labels(outcome="failed").inc()
@@ -225,7 +242,7 @@ class _Run:
     ) -> tuple[PartFile, tuple[int, ...]]:
         """The part file, resumed from the checkpoint when it can be; the batch in flight."""
         progress, cp = self.progress, self.job.checkpoint
-        part = PartFile(final, codec)
+        part = PartFile(final, codec, self.r.cfg.storage.dir)
         try:
             resumed = False
             if cp is not None and cp.codec == codec:
@@ -268,6 +285,7 @@ class _Run:
         )
         max_segments = meta.max_segments
         whole = job.offsets is None or len(wanted) == len(meta.segments)
+        self.expected_bytes = meta.codecs[codec].bytes + part.data_start if whole else None
         while True:
             while progress.done < len(wanted):
                 try:
@@ -308,14 +326,14 @@ class _Run:
                 break
             except ContainerError as exc:
                 # The disk does not hold what was verified: write it again.
-                err = IntegrityError(f"disk_mismatch: {exc}")
+                mismatch = IntegrityError(f"disk_mismatch: {exc}")
 
                 async def rewrite(part: PartFile = part) -> None:
                     await part.discard()
                     await part.create()
                     progress.done = 0
 
-                await tries.failed(err, undo=rewrite)
+                await tries.failed(mismatch, undo=rewrite)
             except IntegrityError as err:
                 # Every response matched its own digest yet the whole does not
                 # match the metadata: no batch can be blamed, so start over.
@@ -325,25 +343,33 @@ class _Run:
                     progress.done = 0
 
                 await tries.failed(err, undo=start_over)
-        return await self._publish(part, sha, final, codec, wanted, streamer.ttfb_ms)
+        return await self._publish(part, sha, codec, wanted, streamer.ttfb_ms)
 
     async def _publish(
         self,
         part: PartFile,
         sha: str,
-        final: Path,
         codec: str,
         wanted: tuple[Segment, ...],
         ttfb_ms: float | None,
     ) -> Archived:
         size = part.position
-        await part.publish()
+        published = await part.publish(sha, self.job.recording_id)
         self.progress.part = None
+        if published.conflict is not None:
+            # Never a silent overwrite: the name was taken by other bytes, ours went beside.
+            self.log.warning(
+                "recording.conflict",
+                path=str(published.conflict.existing),
+                published=str(published.path),
+                sha256=sha,
+                existing_sha256=published.conflict.existing_sha256,
+            )
         archived = Archived(
             recording_id=self.job.recording_id,
             contact_id=self.job.contact_id,
             codec=codec,
-            path=final,
+            path=published.path,
             bytes=size,
             sha256=sha,
             source_sha256=part.source_sha256(),
@@ -355,7 +381,7 @@ class _Run:
             completed_at=time.time(),
         )
         sidecar = orjson.dumps(archived.sidecar(), option=orjson.OPT_INDENT_2)
-        await write_atomic(sidecar_path(final, self.job.recording_id), sidecar)
+        await write_sidecar(self.r.cfg.storage.dir, published, sidecar)
         announcement = archived.announcement() if self.r.cfg.archive.url else None
         await asyncio.shield(
             self.r.journal.complete(
