@@ -299,20 +299,18 @@ class PartFile:
         """
         await self._flush()
         assert self._dir is not None and self._ident is not None
-        ext = self.final_path.suffix.lstrip(".")
-        try:
-            published = await asyncio.to_thread(
-                place,
-                self._dir,
-                self.final_path.parent,
-                self.path.name,
-                self._ident,
-                recording_id,
-                ext,
-                sha256,
-            )
-        finally:
-            await self.close()
+        held, mine = self._dir, self._ident
+        parts = safe_fs.relative_parts(self.root, self.final_path.parent)
+        name, ext = self.path.name, self.final_path.suffix.lstrip(".")
+
+        def _publish() -> Published:
+            # The directory must still be where the path says: the announcement
+            # and the sidecar name this path, and nothing may reach it through a link.
+            os.close(safe_fs.reopen_dir(self.root, parts, safe_fs.ident(os.fstat(held))))
+            return place(held, self.final_path.parent, name, mine, recording_id, ext, sha256)
+
+        published = await asyncio.to_thread(_publish)
         # Published: the part's name is gone, a later discard() must not touch the file.
         self._ident = None
+        await self.close()
         return published

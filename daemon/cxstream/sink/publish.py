@@ -108,11 +108,9 @@ async def write_sidecar(root: Path, published: Published, data: bytes) -> None:
     """The sidecar, beside the recording, never over an existing file."""
 
     def _write() -> None:
-        parent = published.sidecar.parent
-        dir_fd = safe_fs.open_dir(root, safe_fs.relative_parts(root, parent), create=False)
+        parts = safe_fs.relative_parts(root, published.sidecar.parent)
+        dir_fd = safe_fs.reopen_dir(root, parts, published.directory)
         try:
-            if safe_fs.ident(os.fstat(dir_fd)) != published.directory:
-                raise UnsafePath(f"{parent} was replaced after the recording was published")
             if published.keep_sidecar:
                 return
             name = published.sidecar.name

@@ -88,6 +88,20 @@ def open_dir(root: Path, parts: Sequence[str], *, create: bool) -> int:
     return fd
 
 
+def reopen_dir(root: Path, parts: Sequence[str], expect: Ident) -> int:
+    """``open_dir`` of a directory that must still be the one we held (``expect``):
+    a directory renamed away and replaced (by a link or anything else) is refused."""
+    where = "/".join(parts) or "."
+    try:
+        fd = open_dir(root, parts, create=False)
+    except FileNotFoundError:
+        raise UnsafePath(f"{where} under {root} has gone") from None
+    if ident(os.fstat(fd)) != expect:
+        os.close(fd)
+        raise UnsafePath(f"{where} under {root} was replaced")
+    return fd
+
+
 def lstat(dir_fd: int, name: str) -> os.stat_result | None:
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
