@@ -73,10 +73,6 @@ class Quarantine:
         the job still fails as it should, quarantine is only evidence.
         """
         size = part.position
-        fd = None
-        if part.is_open:
-            await part.sync()
-            fd = part.fileno()
         doc = {
             "recordingId": recording_id,
             "reason": reason,
@@ -87,6 +83,10 @@ class Quarantine:
         }
         ext = part.final_path.suffix
         try:
+            fd = None
+            if part.is_open:
+                await part.sync()
+                fd = part.fileno()
             async with self._lock:
                 return await asyncio.to_thread(
                     self._keep, fd, size, evidence_cap(expected, self.cfg), recording_id, ext, doc
