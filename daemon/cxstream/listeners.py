@@ -52,7 +52,7 @@ class _Guard:
         self.per_peer: Counter[str] = Counter()
         self.by_handler: dict[RequestHandler, _Connection] = {}
         self.gauge = metrics.connections.labels(listener=name)
-        self.closed = metrics.connections_closed
+        self.dropped = metrics.connections_dropped
         # Every request passes here on its way to the app: how a connection
         # learns that its request head is complete, and when it is answered.
         inner = server.request_handler
@@ -107,7 +107,7 @@ class _Connection(asyncio.Protocol):
         self.peer = str(peername[0]) if peername else "unknown"
         refused = self.guard.admit(self.peer)
         if refused is not None:
-            self.guard.closed.labels(listener=self.guard.name, reason=refused).inc()
+            self.guard.dropped.labels(listener=self.guard.name, reason=refused).inc()
             transport.write(BUSY)
             transport.close()
             return
@@ -170,7 +170,7 @@ class _Connection(asyncio.Protocol):
     def _expire(self) -> None:
         self.deadline = None
         if self.transport is not None and not self.in_request:
-            self.guard.closed.labels(listener=self.guard.name, reason=self.phase).inc()
+            self.guard.dropped.labels(listener=self.guard.name, reason=self.phase).inc()
             self.transport.close()
 
 

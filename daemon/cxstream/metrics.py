@@ -40,7 +40,7 @@ class Metrics:
         self.connections = Gauge(
             "cxstream_connections_open", "Open connections by listener", ["listener"], registry=r
         )
-        self.connections_closed = Counter(
+        self.connections_dropped = Counter(
             "cxstream_connections_dropped",
             "Connections closed by the daemon: over a cap or past a timeout",
             ["listener", "reason"],
