@@ -199,6 +199,24 @@ VALID: dict[str, dict[str, Any]] = {
         status=406,
         error="codec_unavailable",
     ),
+    "job.enqueued": _line(
+        "info", "job.enqueued", recording_id="c-77", job="rec-a1", ref="a1", outcome="accepted"
+    ),
+    "recording.expanded": _line(
+        "info", "recording.expanded", recording_id="c-77", jobs=["rec-a1", "rec-a2"]
+    ),
+    "recording.interrupted": _line(
+        "warning", "recording.interrupted", recording_id="rec-1", reason="disk_full"
+    ),
+    "storage.paused": _line(
+        "warning",
+        "storage.paused",
+        reason="low_space",
+        path="/var/lib/cxstream/recordings",
+        free_bytes=1024,
+        min_free_bytes=268435456,
+    ),
+    "storage.resumed": _line("info", "storage.resumed", paused_s=12.5),
 }
 
 # Other shapes the code writes: the second call site of an event, the other branch.

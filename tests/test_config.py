@@ -102,7 +102,7 @@ def test_valid_file(tmp_path: Path) -> None:
     path = _config(tmp_path)
     cfg = load(path, {})
     assert isinstance(cfg, Config)
-    assert cfg.source == str(path)
+    assert cfg.origin == str(path)
     assert cfg.webhook.listen == HostPort("127.0.0.1", 0)
     assert cfg.webhook.secret.reveal() == WEBHOOK_SECRET
     assert cfg.webhook.max_body_bytes == 64 * 1024

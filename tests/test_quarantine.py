@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from cxstream.config import StorageConfig
-from cxstream.formats import wav
+from cxstream.formats import registry, wav
 from cxstream.sink.part import PartFile
 from cxstream.sink.quarantine import MARGIN_BYTES, REASON_SUFFIX, Quarantine, evidence_cap
 
@@ -29,7 +29,7 @@ def _cfg(state: Path, **limits: int) -> StorageConfig:
 
 
 async def _part(root: Path, size: int, rid: str = "rec") -> PartFile:
-    part = PartFile(root / DAY / f"{rid}.wav", "pcm", root)
+    part = PartFile(root / DAY / f"{rid}.wav", registry.PCM, root)
     await part.create()
     await part.write(os.urandom(size - size % 2))
     await part.sync()

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 import pytest
 
-from cxstream.formats import wav
+from cxstream.formats import registry, wav
 from cxstream.sim.server import SimServer
 from cxstream.sink.part import PartFile
 from cxstream.sink.publish import conflict_stem, write_sidecar
@@ -58,7 +58,7 @@ def _final(root: Path, rid: str = "rec") -> Path:
 
 
 async def _sealed(root: Path, rid: str = "rec", audio: bytes = AUDIO) -> tuple[PartFile, str]:
-    part = PartFile(_final(root, rid), "pcm", root)
+    part = PartFile(_final(root, rid), registry.PCM, root)
     await part.create()
     await part.write(audio)
     return part, await part.seal()
@@ -101,7 +101,7 @@ async def test_a_thing_planted_at_the_part_name_is_refused_not_followed(
     victim = Victim(tmp_path)
     part_path = root / DAY / ".rec.wav.part"
     PLANTS[plant](part_path, victim)
-    part = PartFile(_final(root), "pcm", root)
+    part = PartFile(_final(root), registry.PCM, root)
     with pytest.raises(UnsafePath, match=r"\.rec\.wav\.part is"):
         await part.create()
     with pytest.raises(UnsafePath):
@@ -119,7 +119,7 @@ async def test_someone_elses_file_at_the_part_name_is_neither_reused_nor_deleted
     part_path = root / DAY / ".rec.wav.part"
     part_path.write_bytes(b"not ours")
     os.chown(part_path, 65534, 65534)
-    part = PartFile(_final(root), "pcm", root)
+    part = PartFile(_final(root), registry.PCM, root)
     with pytest.raises(UnsafePath, match="owned by uid 65534"):
         await part.create()
     with pytest.raises(UnsafePath, match="owned by uid 65534"):
@@ -142,7 +142,7 @@ async def test_a_part_also_linked_elsewhere_is_not_resumed(root: Path) -> None:
     part, _ = await _sealed(root)
     await part.close()
     os.link(part.path, _final(root))
-    again = PartFile(_final(root), "pcm", root)
+    again = PartFile(_final(root), registry.PCM, root)
     assert not await again.resume(wav.HEADER_BYTES, wav.HEADER_BYTES + 100)
     await again.create()
     await again.discard()
@@ -164,7 +164,7 @@ async def test_a_directory_replaced_by_a_link_is_never_written_through(
     (victim.dir / "11" / "24").mkdir(parents=True)
     (victim.dir / "24").mkdir()
     victim.before = victim._state()
-    part = PartFile(_final(root), "pcm", root)
+    part = PartFile(_final(root), registry.PCM, root)
     with pytest.raises(UnsafePath, match=f"{component} under .* is a symlink"):
         await part.create()
     await part.discard()

@@ -107,7 +107,7 @@ def _run(command: str, path: str | None) -> int:
         print(f"cxstream: config: {exc}", file=sys.stderr)
         return 2
     if command == "check-config":
-        print(f"cxstream: config ok: {cfg.source}", file=sys.stderr)
+        print(f"cxstream: config ok: {cfg.origin}", file=sys.stderr)
         return 0
     from cxstream.audit.log import close_audit, open_audit
     from cxstream.daemon import StartError, run

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-CODECS = ("opus", "pcm")
+from cxstream.formats.registry import STREAM_CODECS as CODECS
+
+SOURCE_KINDS = ("cxone-stream", "cxone-playback", "genesys")
 
 
 class ConfigError(Exception):
@@ -96,6 +98,14 @@ class CxoneConfig:
     codecs: tuple[str, ...]
     connect_timeout_s: float = 10.0
     token_refresh_margin_s: float = 60.0
+    max_control_bytes: int = 1024 * 1024
+    max_segments: int = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    kind: str = "cxone-stream"
+    not_ready_grace_s: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +124,7 @@ class StreamsConfig:
 class StorageConfig:
     dir: Path
     state_dir: Path
+    min_free_bytes: int = 256 * 1024 * 1024
     quarantine_max_bytes: int = 1 << 30
     quarantine_min_free_bytes: int = 256 << 20
     quarantine_job_max_bytes: int = 64 << 20
@@ -149,7 +160,8 @@ class Config:
     archive: ArchiveConfig
     audit: AuditConfig
     admin: AdminConfig
-    source: str = field(default="<defaults>", compare=False)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    origin: str = field(default="<defaults>", compare=False)
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -167,7 +179,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "codecs": ["opus", "pcm"],
         "connect_timeout_s": 10.0,
         "token_refresh_margin_s": 60.0,
+        "max_control_bytes": 1024 * 1024,
+        "max_segments": 20_000,
     },
+    "source": {"kind": "cxone-stream", "not_ready_grace_s": 900.0},
     "streams": {
         "concurrency": 8,
         "idle_timeout_s": 15.0,
@@ -181,6 +196,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "storage": {
         "dir": "/var/lib/cxstream/recordings",
         "state_dir": "/var/lib/cxstream/state",
+        "min_free_bytes": 256 * 1024 * 1024,
         "quarantine_max_bytes": 1 << 30,
         "quarantine_min_free_bytes": 256 << 20,
         "quarantine_job_max_bytes": 64 << 20,
@@ -350,6 +366,12 @@ class _Section:
             header_timeout_s=self.number("header_timeout_s", float, 0.1, 600),
         )
 
+    def choice(self, key: str, allowed: tuple[str, ...]) -> str:
+        value = self.string(key)
+        if value not in allowed:
+            raise ConfigError(self.key(key), f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
     def codecs(self, key: str) -> tuple[str, ...]:
         value = self.get(key)
         if isinstance(value, str):
@@ -430,6 +452,8 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
             codecs=cx.codecs("codecs"),
             connect_timeout_s=cx.number("connect_timeout_s", float, 0.1, 300),
             token_refresh_margin_s=cx.number("token_refresh_margin_s", float, 0, 3600),
+            max_control_bytes=cx.number("max_control_bytes", int, 4096, 1 << 30),
+            max_segments=cx.number("max_segments", int, 1, 10_000_000),
         ),
         streams=StreamsConfig(
             concurrency=st.number("concurrency", int, 1, 256),
@@ -444,6 +468,7 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
         storage=StorageConfig(
             dir=data_dir,
             state_dir=state_dir,
+            min_free_bytes=sto.number("min_free_bytes", int, 0, 1 << 50),
             quarantine_max_bytes=sto.number("quarantine_max_bytes", int, 1 << 20, 1 << 50),
             quarantine_min_free_bytes=sto.number("quarantine_min_free_bytes", int, 0, 1 << 50),
             quarantine_job_max_bytes=sto.number("quarantine_job_max_bytes", int, 0, 1 << 50),
@@ -458,5 +483,9 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
         ),
         audit=AuditConfig(path=audit_path),
         admin=AdminConfig(listen=s["admin"].listen("listen"), limits=s["admin"].limits()),
-        source=source,
+        source=SourceConfig(
+            kind=s["source"].choice("kind", SOURCE_KINDS),
+            not_ready_grace_s=s["source"].number("not_ready_grace_s", float, 0, 7 * 86400),
+        ),
+        origin=source,
     )

@@ -46,3 +46,15 @@ class Metrics:
             ["listener", "reason"],
             registry=r,
         )
+        self.free_bytes = Gauge(
+            "cxstream_storage_free_bytes", "Free bytes where we write", ["path"], registry=r
+        )
+        self.storage_paused = Gauge(
+            "cxstream_storage_paused", "1 while fetching waits for disk space", registry=r
+        )
+        self.interrupted = Counter(
+            "cxstream_jobs_interrupted",
+            "Jobs handed back by an outage of ours (journal, disk)",
+            ["reason"],
+            registry=r,
+        )

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from cxstream.config import CODECS
+from cxstream.formats.registry import STREAM_CODECS as CODECS
 from cxstream.journal import JobRequest
 
 RECORDING_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from cxstream.ingress.event import EventError, parse_event
@@ -93,17 +94,12 @@ def _verify(signer: Webhook, body: bytes, request: web.Request) -> str | None:
     return None
 
 
-async def receive(request: web.Request) -> web.Response:
-    app = request.app
-    cfg = app[CONFIG].webhook
-    if app[LIFECYCLE].draining:
-        return _reject(request, 503, "shutting down")
-    if request.content_type != "application/json":
-        return _reject(request, 415, "content-type must be application/json")
+async def _checked_body(request: web.Request, timeout_s: float, limit: int) -> bytes | web.Response:
+    """The whole body as UTF-8 bytes, or the refusal to send instead."""
     try:
         # A sender that stops mid-body must not hold a handler for ever.
-        async with asyncio.timeout(cfg.body_timeout_s):
-            body = await _read_body(request, cfg.max_body_bytes)
+        async with asyncio.timeout(timeout_s):
+            body = await _read_body(request, limit)
     except TimeoutError:
         return _reject(request, 408, "request body not received in time")
     except ConnectionError:
@@ -111,11 +107,24 @@ async def receive(request: web.Request) -> web.Response:
         # hung up): its fault, not ours, so no "internal error" and no traceback.
         return _reject(request, 400, "request body incomplete")
     if body is None:
-        return _reject(request, 413, f"body over {cfg.max_body_bytes} bytes")
+        return _reject(request, 413, f"body over {limit} bytes")
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
         return _reject(request, 400, "body is not UTF-8")
+    return body
+
+
+async def receive(request: web.Request) -> web.Response:
+    app = request.app
+    cfg = app[CONFIG].webhook
+    if app[LIFECYCLE].draining:
+        return _reject(request, 503, "shutting down")
+    if request.content_type != "application/json":
+        return _reject(request, 415, "content-type must be application/json")
+    body = await _checked_body(request, cfg.body_timeout_s, cfg.max_body_bytes)
+    if isinstance(body, web.Response):
+        return body
     reason = _verify(app[SIGNER], body, request)
     if reason is not None:
         return _reject(request, 401, reason)
@@ -160,7 +169,7 @@ async def receive(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def never_500(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def never_500(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The contract allows one 5xx, the 503; a bug answers that, not a traceback."""
     life = request.app[LIFECYCLE]
     life.enter()

@@ -32,12 +32,16 @@ class JobState(StrEnum):
 class JobRequest:
     """What a verified webhook asks for."""
 
-    webhook_id: str
+    webhook_id: str | None  # None: an unsigned (bearer/basic) webhook or a fan-out
     recording_id: str
     contact_id: str | None
     codec: str | None
     offsets: tuple[int, ...] | None
     day: str  # "YYYY/MM/DD": the folder the recording is filed under
+    # "recording": one file; "contact": every recording the platform lists for it.
+    scope: str = "recording"
+    # Where a fanned-out job finds its file again (a platform recording id, a file index).
+    source_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,8 @@ class Job:
     day: str
     attempts: int
     checkpoint: Checkpoint | None
+    scope: str = "recording"
+    source_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

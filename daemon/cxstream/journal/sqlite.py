@@ -68,6 +68,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (delivered_at, next_at);
 CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 """
+# Columns added after the first release: (name, declaration), added when missing.
+_ADDED_COLUMNS = (("scope", "TEXT NOT NULL DEFAULT 'recording'"), ("source_ref", "TEXT"))
 
 
 class SqliteJournal:
@@ -89,6 +91,10 @@ class SqliteJournal:
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
+        have = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        for name, decl in _ADDED_COLUMNS:
+            if name not in have:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
         self._db = db
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -137,15 +143,16 @@ class SqliteJournal:
         now = self._clock()
 
         def body(db: sqlite3.Connection) -> Enqueued:
-            seen = db.execute(
-                "SELECT 1 FROM webhooks WHERE webhook_id = ?", (request.webhook_id,)
-            ).fetchone()
-            if seen:
-                return Enqueued.DUPLICATE
-            db.execute(
-                "INSERT INTO webhooks (webhook_id, recording_id, received_at) VALUES (?, ?, ?)",
-                (request.webhook_id, request.recording_id, now),
-            )
+            if request.webhook_id is not None:
+                seen = db.execute(
+                    "SELECT 1 FROM webhooks WHERE webhook_id = ?", (request.webhook_id,)
+                ).fetchone()
+                if seen:
+                    return Enqueued.DUPLICATE
+                db.execute(
+                    "INSERT INTO webhooks (webhook_id, recording_id, received_at) VALUES (?, ?, ?)",
+                    (request.webhook_id, request.recording_id, now),
+                )
             row = db.execute(
                 "SELECT state FROM jobs WHERE recording_id = ?", (request.recording_id,)
             ).fetchone()
@@ -153,14 +160,17 @@ class SqliteJournal:
             if row is None:
                 db.execute(
                     "INSERT INTO jobs (recording_id, webhook_id, contact_id, codec, offsets, day,"
-                    " state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                    " scope, source_ref, state, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
                     (
                         request.recording_id,
-                        request.webhook_id,
+                        request.webhook_id or "",
                         request.contact_id,
                         request.codec,
                         offsets,
                         request.day,
+                        request.scope,
+                        request.source_ref,
                         now,
                         now,
                     ),
@@ -174,7 +184,7 @@ class SqliteJournal:
                     " day = ?, state = 'queued', attempts = 0, last_error = NULL,"
                     " checkpoint = NULL, updated_at = ? WHERE recording_id = ?",
                     (
-                        request.webhook_id,
+                        request.webhook_id or "",
                         request.contact_id,
                         request.codec,
                         offsets,
@@ -201,8 +211,8 @@ class SqliteJournal:
     async def claim(self) -> Job | None:
         def body(db: sqlite3.Connection) -> Job | None:
             row = db.execute(
-                "SELECT id, recording_id, contact_id, codec, offsets, day, attempts, checkpoint"
-                " FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1"
+                "SELECT id, recording_id, contact_id, codec, offsets, day, attempts, checkpoint,"
+                " scope, source_ref FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1"
             ).fetchone()
             if row is None:
                 return None
@@ -219,6 +229,8 @@ class SqliteJournal:
                 day=row[5],
                 attempts=row[6],
                 checkpoint=None if row[7] is None else Checkpoint.from_json(orjson.loads(row[7])),
+                scope=row[8],
+                source_ref=row[9],
             )
 
         return await self._run(self._tx, body)

@@ -19,11 +19,15 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiofiles
+from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
-from cxstream.formats import ogg, wav
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
+
+from cxstream.formats.registry import Format, StreamCheck
 from cxstream.sink import safe_fs
 from cxstream.sink.publish import Published, place
 
@@ -38,33 +42,30 @@ class ContainerError(ValueError):
     """The bytes break their container format (an Ogg page, a PCM sample)."""
 
 
-def _sha() -> hashlib._Hash:
+def _sha() -> Hash:
     return hashlib.sha256()
-
-
-def _check(codec: str) -> Any:
-    return ogg.OggCheck() if codec == "opus" else wav.PcmCheck()
 
 
 class PartFile:
     """``root`` is where the operator's tree starts (``storage.dir``): the
     directories between it and the file are never followed if they are links."""
 
-    def __init__(self, final_path: Path, codec: str, root: Path | None = None) -> None:
+    def __init__(self, final_path: Path, fmt: Format, root: Path | None = None) -> None:
         self.final_path = final_path
         self.root = final_path.parent if root is None else root
         self.path = final_path.with_name(f".{final_path.name}.part")
-        self.codec = codec
+        self.fmt = fmt
+        self.codec = fmt.name
+        self.data_start = fmt.header_bytes
         self._dir: int | None = None
         self._ident: safe_fs.Ident | None = None
-        self.data_start = wav.HEADER_BYTES if codec == "pcm" else 0
         self.position = self.data_start
         self.batch_start = self.data_start
-        self._fh: Any = None
+        self._fh: AsyncBufferedIOBase | None = None
         self._source = _sha()
         self._source_at_batch = _sha()
         self._batch = _sha()
-        self._check = _check(codec)
+        self._check: StreamCheck = fmt.stream_check()
         # Bytes accepted but not yet handed to the file, and where they go:
         # every write names its offset, so no write depends on where an
         # earlier (perhaps cancelled) one left the file pointer.
@@ -96,7 +97,7 @@ class PartFile:
         await self._adopt(await asyncio.to_thread(_create))
         if self.data_start:
             # Placeholder: the real sizes are only known once the last byte is in.
-            await self._fh.write(wav.header(0))
+            await self._file.write(self.fmt.header(0))
         self.position = self.batch_start = self._flushed = self.data_start
         self._source = _sha()
         self.begin_batch()
@@ -126,7 +127,7 @@ class PartFile:
             return False
         await self._adopt(fd)
         # Bytes past the checkpoint were never fsynced as a unit: drop them.
-        await self._fh.truncate(offset)
+        await self._file.truncate(offset)
         self._flushed = offset
         self._source = _sha()
         await self._hash_range(self.data_start, batch_start, self._source)
@@ -147,16 +148,16 @@ class PartFile:
             # State first: a cancellation during the awaits below leaves the
             # accounting right (the thread finishes the write regardless).
             self._pending, self._flushed = bytearray(), offset + len(data)
-            await self._fh.seek(offset)
-            await self._fh.write(data)
+            await self._file.seek(offset)
+            await self._file.write(data)
 
-    async def _hash_range(self, start: int, end: int, *digests: Any) -> None:
+    async def _hash_range(self, start: int, end: int, *digests: Hash | Any) -> None:
         """Feed the file's bytes [start, end) to ``digests``; a short file is an error."""
         await self._flush()
-        await self._fh.seek(start)
+        await self._file.seek(start)
         remaining = end - start
         while remaining > 0:
-            chunk = await self._fh.read(min(_REHASH_CHUNK, remaining))
+            chunk = await self._file.read(min(_REHASH_CHUNK, remaining))
             if not chunk:
                 raise ContainerError(f"part file ends {remaining} bytes early")
             for digest in digests:
@@ -164,12 +165,18 @@ class PartFile:
             remaining -= len(chunk)
 
     @property
+    def _file(self) -> AsyncBufferedIOBase:
+        if self._fh is None:
+            raise ContainerError("part file is not open")
+        return self._fh
+
+    @property
     def is_open(self) -> bool:
         return self._fh is not None
 
     def fileno(self) -> int:
         """The open part's descriptor: to read what we wrote, whatever its name holds now."""
-        return int(self._fh.fileno())
+        return self._file.fileno()
 
     async def close(self) -> None:
         if self._fh is not None:
@@ -212,7 +219,7 @@ class PartFile:
         self.batch_start = self.position
         self._source_at_batch = self._source.copy()
         self._batch = _sha()
-        self._check = _check(self.codec)
+        self._check = self.fmt.stream_check()
 
     def end_batch(self) -> None:
         """The batch is all here: its container must be complete (raises ContainerError)."""
@@ -224,15 +231,19 @@ class PartFile:
     async def restart_batch(self) -> None:
         """Forget everything the current batch wrote (a 200 to a resume, a bad digest)."""
         await self._flush()
-        await self._fh.truncate(self.batch_start)
+        await self._file.truncate(self.batch_start)
         self.position = self._flushed = self.batch_start
         self._source = self._source_at_batch.copy()
         self._batch = _sha()
-        self._check = _check(self.codec)
+        self._check = self.fmt.stream_check()
 
     @property
     def batch_bytes(self) -> int:
         return self.position - self.batch_start
+
+    @property
+    def source_bytes_before_batch(self) -> int:
+        return self.batch_start - self.data_start
 
     @property
     def source_bytes(self) -> int:
@@ -263,8 +274,8 @@ class PartFile:
 
     async def sync(self) -> None:
         await self._flush()
-        await self._fh.flush()
-        await asyncio.to_thread(os.fsync, self._fh.fileno())
+        await self._file.flush()
+        await asyncio.to_thread(os.fsync, self._file.fileno())
 
     # -- publishing -------------------------------------------------------
 
@@ -277,10 +288,10 @@ class PartFile:
         """
         await self._flush()
         if self.data_start:
-            await self._fh.seek(0)
-            await self._fh.write(wav.header(self.source_bytes))
+            await self._file.seek(0)
+            await self._file.write(self.fmt.header(self.source_bytes))
         await self.sync()
-        size = (await asyncio.to_thread(os.fstat, self._fh.fileno())).st_size
+        size = (await asyncio.to_thread(os.fstat, self._file.fileno())).st_size
         if size != self.position:
             raise ContainerError(f"part file holds {size} bytes, expected {self.position}")
         whole, source = _sha(), _sha()
