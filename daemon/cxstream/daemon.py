@@ -15,7 +15,6 @@ import signal
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from standardwebhooks.webhooks import Webhook
 
 from cxstream import __version__
 from cxstream.admin import build_admin_app
@@ -26,7 +25,8 @@ from cxstream.fetcher.pool import WorkerPool
 from cxstream.fetcher.publish import Publisher
 from cxstream.fetcher.sources import make_source
 from cxstream.fetcher.transport import make_session
-from cxstream.ingress.webhook import SIGNER, never_500, receive
+from cxstream.ingress.auth import AUTHENTICATOR, authenticator_for
+from cxstream.ingress.webhook import never_500, receive
 from cxstream.journal import SqliteJournal
 from cxstream.keys import (
     AUDIT,
@@ -96,11 +96,11 @@ async def _notifier_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+def build_pool(app: web.Application) -> WorkerPool:
+    """The worker pool as the daemon runs it (tests build it too, without starting it)."""
     cfg = app[CONFIG]
     notifier = app.get(NOTIFIER)
     on_completed = None if notifier is None else notifier.wake
-    guard = app[GUARD]
     runner = JobRunner(
         config=cfg,
         source=make_source(cfg, app[SESSION]),
@@ -112,15 +112,18 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         on_enqueued=lambda: app[POOL].wake(),
     )
-    pool = WorkerPool(
+    return WorkerPool(
         journal=app[JOURNAL],
         runner=runner,
         size=cfg.streams.concurrency,
         audit=app[AUDIT],
         metrics=app[METRICS],
-        guard=guard,
+        guard=app[GUARD],
     )
-    app[POOL] = pool
+
+
+async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+    pool = app[POOL] = build_pool(app)
     pool.start()
     yield
     await pool.stop(WORKER_STOP_S)
@@ -138,7 +141,7 @@ def build_app(config: Config, audit: AuditLog, metrics: Metrics) -> web.Applicat
         audit,
         metrics,
     )
-    app[SIGNER] = Webhook(config.webhook.secret.reveal())
+    app[AUTHENTICATOR] = authenticator_for(config.webhook)
     app.cleanup_ctx.extend([_journal_ctx, _session_ctx, _notifier_ctx, _workers_ctx])
     app.router.add_post("/webhooks/cxone", receive)
     return app

@@ -6,9 +6,11 @@ import aiohttp
 
 from cxstream.config import Config
 from cxstream.fetcher.cxone import CxoneClient
-from cxstream.fetcher.source import Source
+from cxstream.fetcher.errors import PermanentError
+from cxstream.fetcher.source import Media, Source, Target
 from cxstream.fetcher.sources.cxone_stream import CxoneStreamSource
 from cxstream.fetcher.token import TokenSource
+from cxstream.journal import Job
 
 
 def make_source(config: Config, session: aiohttp.ClientSession) -> Source:
@@ -16,4 +18,20 @@ def make_source(config: Config, session: aiohttp.ClientSession) -> Source:
     if kind == "cxone-stream":
         client = CxoneClient(session, config.cxone, TokenSource(session, config.cxone))
         return CxoneStreamSource(client, config.cxone.codecs)
-    raise ValueError(f"source.kind {kind!r} is not built yet")
+    return _NotBuilt(kind)
+
+
+class _NotBuilt:
+    """Until its adapter lands, a kind fails its jobs with a reason instead of guessing."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    async def resolve(self, job: Job) -> tuple[Target, ...]:
+        raise PermanentError("source_not_built", self.kind)
+
+    async def media(self, job: Job, target: Target, fmt: str) -> Media:
+        raise PermanentError("source_not_built", self.kind)
+
+    def forget(self, job: Job) -> None:
+        pass
