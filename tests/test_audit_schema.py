@@ -173,6 +173,17 @@ VALID: dict[str, dict[str, Any]] = {
         reason="repr_digest_mismatch",
         path="/var/lib/cxstream/quarantine/rec-0009.20261124T043358964841Z.opus",
         bytes=171878,
+        bytes_dropped=False,
+        evicted=0,
+    ),
+    "recording.conflict": _line(
+        "warning",
+        "recording.conflict",
+        recording_id="rec-0004",
+        path="/srv/recordings/2026/11/24/rec-0004.opus",
+        published="/srv/recordings/2026/11/24/rec-0004.conflict-4b64d9cce11a.opus",
+        sha256=SHA,
+        existing_sha256="0" * 64,
     ),
     "archive.delivered": _line(
         "info",
@@ -335,6 +346,16 @@ VARIANTS: list[dict[str, Any]] = [
         path="/srv/recordings/2026/11/24/rec-9.wav",
         codec="pcm",
     ),
+    # A planted link (or a directory) at the final name has no sha256.
+    {**VALID["recording.conflict"], "existing_sha256": None},
+    # Low on space: only the reason file was kept.
+    {
+        **VALID["recording.quarantined"],
+        "path": "/var/lib/cxstream/quarantine/rec-0009.20261124T043358964841Z.opus.reason.json",
+        "bytes": 0,
+        "bytes_dropped": True,
+        "evicted": 2,
+    },
     # The fraction is left out when the clock reads exactly .000000.
     {**VALID["daemon.stopped"], "ts": "2026-11-24T05:00:00Z"},
     # New fields must not break anything downstream.

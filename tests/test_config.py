@@ -168,6 +168,27 @@ def test_env_overrides(tmp_path: Path) -> None:
     assert cfg.streams.max_attempts == 6
 
 
+def test_listener_and_quarantine_bounds(tmp_path: Path) -> None:
+    cfg = load(_config(tmp_path), {})
+    hook, admin, storage = cfg.webhook.limits, cfg.admin.limits, cfg.storage
+    assert (hook.max_connections, hook.max_connections_per_peer) == (1024, 64)
+    assert (hook.keepalive_timeout_s, hook.header_timeout_s) == (15.0, 10.0)
+    assert (admin.max_connections, admin.max_connections_per_peer) == (64, 16)
+    assert storage.quarantine_max_bytes == 1 << 30
+    assert storage.quarantine_min_free_bytes == 256 << 20
+    assert storage.quarantine_job_max_bytes == 64 << 20
+    env = {
+        "CXSTREAM_WEBHOOK_MAX_CONNECTIONS_PER_PEER": "8",
+        "CXSTREAM_ADMIN_HEADER_TIMEOUT_S": "2.5",
+        "CXSTREAM_STORAGE_QUARANTINE_MAX_BYTES": str(10 << 20),
+    }
+    cfg = load(_config(tmp_path, webhook={"keepalive_timeout_s": 5}), env)
+    assert cfg.webhook.limits.max_connections_per_peer == 8
+    assert cfg.webhook.limits.keepalive_timeout_s == 5.0
+    assert cfg.admin.limits.header_timeout_s == 2.5
+    assert cfg.storage.quarantine_max_bytes == 10 << 20
+
+
 def test_load_is_pure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _config(tmp_path)
     monkeypatch.setenv("CXSTREAM_STREAMS_CONCURRENCY", "7")
@@ -405,6 +426,16 @@ BAD = [
                                                       "CXSTREAM_STORAGE_DIR": "/tmp/x/"}),
     Bad("storage-dir-nul", "storage.dir", {"storage": {"dir": "/tmp/a\u0000b"}}),
     Bad("audit-path-empty", "audit.path", {"audit": {"path": ""}}),
+    Bad("max-connections-zero", "webhook.max_connections", {"webhook": {"max_connections": 0}}),
+    Bad("per-peer-env-not-numeric", "admin.max_connections_per_peer",
+        env={"CXSTREAM_ADMIN_MAX_CONNECTIONS_PER_PEER": "many"}),
+    Bad("header-timeout-zero", "webhook.header_timeout_s", {"webhook": {"header_timeout_s": 0}}),
+    Bad("keepalive-too-long", "admin.keepalive_timeout_s",
+        {"admin": {"keepalive_timeout_s": 7200}}),
+    Bad("quarantine-cap-tiny", "storage.quarantine_max_bytes",
+        {"storage": {"quarantine_max_bytes": 1000}}),
+    Bad("quarantine-floor-negative", "storage.quarantine_min_free_bytes",
+        env={"CXSTREAM_STORAGE_QUARANTINE_MIN_FREE_BYTES": "-1"}),
     Bad("toml-malformed", "config",
         text=f'[webhook]\nsecret = "{WEBHOOK_SECRET}\n'.encode()),
     Bad("toml-unquoted-secret", "config", text=f"[webhook]\nsecret = {NOT_WHSEC}\n".encode()),

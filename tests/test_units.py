@@ -120,7 +120,8 @@ async def test_part_file_resume_rehashes_and_truncates(tmp_path: Path) -> None:
     assert again.batch_digest() == hashlib.sha256(second).digest()
     assert again.source_sha256() == hashlib.sha256(first + second).hexdigest()
     sealed = await again.seal()
-    await again.publish()
+    published = await again.publish(sealed, "rec")
+    assert published.path == final and published.conflict is None
     data = final.read_bytes()
     assert data == wav.header(8000) + first + second
     assert sealed == hashlib.sha256(data).hexdigest()
@@ -153,7 +154,7 @@ async def test_restart_batch_rolls_back_both_hashes(tmp_path: Path) -> None:
     expected = b"\x01\x00" * 100 + b"\x03\x00" * 50
     assert part.source_sha256() == hashlib.sha256(expected).hexdigest()
     sha = await part.seal()
-    await part.publish()
+    await part.publish(sha, "rec")
     data = (tmp_path / "rec.wav").read_bytes()
     assert hashlib.sha256(data).hexdigest() == sha
     with wave.open(str(tmp_path / "rec.wav"), "rb") as w:

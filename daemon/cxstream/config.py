@@ -79,6 +79,16 @@ class HostPort:
 
 
 @dataclass(frozen=True, slots=True)
+class ListenerLimits:
+    """What one client may hold of a listener (see listeners.py)."""
+
+    max_connections: int = 1024
+    max_connections_per_peer: int = 64
+    keepalive_timeout_s: float = 15.0
+    header_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookConfig:
     listen: HostPort
     secret: Secret | None  # set, and only used, with auth = "standard-webhooks"
@@ -90,6 +100,7 @@ class WebhookConfig:
     user: str = ""  # auth = "basic"
     password: Secret | None = None  # auth = "basic"
     allow_from: tuple[IPNetwork, ...] = ()  # empty: any peer
+    limits: ListenerLimits = ListenerLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +151,9 @@ class StorageConfig:
     dir: Path
     state_dir: Path
     min_free_bytes: int = 256 * 1024 * 1024
+    quarantine_max_bytes: int = 1 << 30
+    quarantine_min_free_bytes: int = 256 << 20
+    quarantine_job_max_bytes: int = 64 << 20
     backend: str = "fs"  # fs | s3
     bucket: str = ""
     prefix: str = ""  # "" or ends with "/"
@@ -186,6 +200,7 @@ class AuditConfig:
 @dataclass(frozen=True, slots=True)
 class AdminConfig:
     listen: HostPort
+    limits: ListenerLimits = ListenerLimits(max_connections=64, max_connections_per_peer=16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +250,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "auth": "standard-webhooks",
         "user": "",
         "allow_from": [],
+        "max_connections": 1024,
+        "max_connections_per_peer": 64,
+        "keepalive_timeout_s": 15.0,
+        "header_timeout_s": 10.0,
     },
     "source": {"kind": "cxone-stream", "not_ready_grace_s": 900.0},
     "cxone": {
@@ -284,6 +303,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "sse": "",
         "kms_key_id": "",
         "spool_dir": "",
+        "quarantine_max_bytes": 1 << 30,
+        "quarantine_min_free_bytes": 256 << 20,
+        "quarantine_job_max_bytes": 64 << 20,
     },
     "journal": {"backend": "sqlite", "node": "", "lease_s": 30.0},
     "archive": {
@@ -294,7 +316,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "backlog_report_s": 60.0,
     },
     "audit": {"path": "-"},
-    "admin": {"listen": "127.0.0.1:8602"},
+    "admin": {
+        "listen": "127.0.0.1:8602",
+        "max_connections": 64,
+        "max_connections_per_peer": 16,
+        "keepalive_timeout_s": 15.0,
+        "header_timeout_s": 10.0,
+    },
 }
 SECRETS = {
     ("webhook", "secret"),
@@ -447,6 +475,9 @@ def _storage(sec: _Section, data_dir: Path, state_dir: Path) -> StorageConfig:
         kms_key_id=kms_key_id,
         spool_dir=Path(spool) if spool else None,
         min_free_bytes=sec.number("min_free_bytes", int, 0, 1 << 50),
+        quarantine_max_bytes=sec.number("quarantine_max_bytes", int, 1 << 20, 1 << 50),
+        quarantine_min_free_bytes=sec.number("quarantine_min_free_bytes", int, 0, 1 << 50),
+        quarantine_job_max_bytes=sec.number("quarantine_job_max_bytes", int, 0, 1 << 50),
     )
 
 
@@ -540,6 +571,14 @@ class _Section:
         if len(decoded) < 16:
             raise ConfigError(self.key(key), "must decode to at least 16 bytes")
         return Secret(value)
+
+    def limits(self) -> ListenerLimits:
+        return ListenerLimits(
+            max_connections=self.number("max_connections", int, 1, 1_000_000),
+            max_connections_per_peer=self.number("max_connections_per_peer", int, 1, 1_000_000),
+            keepalive_timeout_s=self.number("keepalive_timeout_s", float, 0.1, 3600),
+            header_timeout_s=self.number("header_timeout_s", float, 0.1, 600),
+        )
 
     def choice(self, key: str, allowed: tuple[str, ...]) -> str:
         value = self.string(key).strip()
@@ -693,6 +732,7 @@ def _validate(raw: dict[str, dict[str, Any]], origin: str) -> Config:
             user=user,
             password=password,
             allow_from=wh.networks("allow_from"),
+            limits=wh.limits(),
         ),
         cxone=_cxone(cx, kind),
         genesys=_genesys(s["genesys"]) if kind == "genesys" else None,
@@ -716,7 +756,7 @@ def _validate(raw: dict[str, dict[str, Any]], origin: str) -> Config:
             backlog_report_s=ar.number("backlog_report_s", float, 0.1, 86400),
         ),
         audit=AuditConfig(path=audit_path),
-        admin=AdminConfig(listen=s["admin"].listen("listen")),
+        admin=AdminConfig(listen=s["admin"].listen("listen"), limits=s["admin"].limits()),
         source=SourceConfig(
             kind=kind,
             not_ready_grace_s=s["source"].number("not_ready_grace_s", float, 0, 7 * 86400),

@@ -39,6 +39,7 @@ from cxstream.keys import (
     SESSION,
     Lifecycle,
 )
+from cxstream.listeners import GuardedSite
 from cxstream.metrics import Metrics
 from cxstream.notifier.archive import ArchiveNotifier
 from cxstream.sink.space import DiskGuard
@@ -48,6 +49,8 @@ NOTIFIER = web.AppKey("notifier", ArchiveNotifier)
 WORKER_STOP_S = 6.0
 INFLIGHT_WAIT_S = 5.0
 HTTP_SHUTDOWN_S = 2.0
+# aiohttp's own keep-alive timer, a backstop behind the listener guard's (listeners.py).
+BACKSTOP_S = 1.0
 log = logging.getLogger(__name__)
 
 
@@ -173,16 +176,38 @@ async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
     if config.journal.backend == "postgres":
         # Several nodes write one story: every line says which node wrote it.
         audit = audit.bind(node=config.journal.node)
-    app = build_app(config, audit, Metrics())
+    metrics = Metrics()
+    app = build_app(config, audit, metrics)
+    hook_limits, admin_limits = config.webhook.limits, config.admin.limits
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_S
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=HTTP_SHUTDOWN_S,
+        keepalive_timeout=hook_limits.keepalive_timeout_s + BACKSTOP_S,
     )
     await runner.setup()
-    admin_runner = web.AppRunner(build_admin_app(app), access_log=None, shutdown_timeout=1.0)
+    admin_runner = web.AppRunner(
+        build_admin_app(app),
+        access_log=None,
+        shutdown_timeout=1.0,
+        keepalive_timeout=admin_limits.keepalive_timeout_s + BACKSTOP_S,
+    )
     await admin_runner.setup()
     try:
-        hook = web.TCPSite(runner, config.webhook.listen.host, config.webhook.listen.port)
-        admin = web.TCPSite(admin_runner, config.admin.listen.host, config.admin.listen.port)
+        listen = config.webhook.listen
+        hook = GuardedSite(
+            runner, listen.host, listen.port, limits=hook_limits, metrics=metrics, name="webhook"
+        )
+        listen = config.admin.listen
+        admin = GuardedSite(
+            admin_runner,
+            listen.host,
+            listen.port,
+            limits=admin_limits,
+            metrics=metrics,
+            name="admin",
+        )
         try:
             await hook.start()
             await admin.start()

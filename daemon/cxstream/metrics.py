@@ -37,6 +37,15 @@ class Metrics:
         self.backlog = Gauge(
             "cxstream_archive_backlog", "Announcements not yet delivered", registry=r
         )
+        self.connections = Gauge(
+            "cxstream_connections_open", "Open connections by listener", ["listener"], registry=r
+        )
+        self.connections_dropped = Counter(
+            "cxstream_connections_dropped",
+            "Connections closed by the daemon: over a cap or past a timeout",
+            ["listener", "reason"],
+            registry=r,
+        )
         self.free_bytes = Gauge(
             "cxstream_storage_free_bytes", "Free bytes where we write", ["path"], registry=r
         )

@@ -42,6 +42,7 @@ from cxstream.journal import Checkpoint, Job, JobRequest, Journal, JournalError
 from cxstream.metrics import Metrics
 from cxstream.sink.part import ContainerError, PartFile
 from cxstream.sink.record import final_path
+from cxstream.sink.safe_fs import UnsafePath
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class JobRun:
         # Until a part file is open, the last run's checkpoint still describes the disk.
         self.previous = job.checkpoint
         self.started_wall, self.started = time.time(), time.monotonic()
+        # The most the part file may hold (quarantine keeps no more evidence than that).
+        self.expected_bytes: int | None = None
 
     # -- the journal's view -------------------------------------------------
 
@@ -176,7 +179,9 @@ class JobRun:
 
     async def _fail(self, exc: JobFailed) -> None:
         err, attempts = exc.error, exc.attempts
-        await self.runner.publisher.discard(self.job, self.part, err, attempts, self.log)
+        await self.runner.publisher.discard(
+            self.job, self.part, err, attempts, self.log, expected=self.expected_bytes
+        )
         await self.runner.journal.fail(self.job.id, attempts, err.text)
         self.runner.metrics.recordings.labels(outcome="failed").inc()
         self.log.error("recording.failed", error=err.text, status=err.status, attempts=attempts)
@@ -284,7 +289,7 @@ class JobRun:
     async def _open_part(self, final: Path, media: Media) -> None:
         """The part file, resumed from the checkpoint when it can be."""
         cp = self.job.checkpoint
-        part = PartFile(final, media.fmt)
+        part = PartFile(final, media.fmt, self.runner.cfg.storage.dir)
         try:
             resumed = False
             if cp is not None and cp.codec == media.fmt.name:
@@ -314,6 +319,8 @@ class JobRun:
         final = final_path(
             self.runner.cfg.storage.dir, self.job.day, self.job.recording_id, media.fmt.name
         )
+        bound = media.max_bytes
+        self.expected_bytes = None if bound is None else bound + media.fmt.header_bytes
         try:
             await self._open_part(final, media)
             part = self.part
@@ -329,6 +336,10 @@ class JobRun:
             if exc.errno in _DISK_FULL:
                 raise DiskFull(str(exc.filename or final.parent)) from None
             raise
+        except UnsafePath as exc:
+            # A link or a foreign file where we write: nothing was followed, no retry can help.
+            unsafe = PermanentError("unsafe_path", str(exc))
+            raise JobFailed(unsafe, self.budget.attempts) from None
 
     async def _pieces(self, media: Media, part: PartFile) -> None:
         while self.done < media.units:

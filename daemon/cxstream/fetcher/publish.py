@@ -23,9 +23,10 @@ from cxstream.fetcher.source import Media, Target
 from cxstream.formats import registry
 from cxstream.journal import Job, Journal
 from cxstream.metrics import Metrics
-from cxstream.sink.part import PartFile, write_atomic
-from cxstream.sink.quarantine import quarantine
-from cxstream.sink.record import Archived, final_path, sidecar_path
+from cxstream.sink.part import PartFile
+from cxstream.sink.publish import write_sidecar
+from cxstream.sink.quarantine import Quarantine
+from cxstream.sink.record import Archived, final_path
 
 if TYPE_CHECKING:
     from cxstream.fetcher.job import JobRun
@@ -54,12 +55,22 @@ class Publisher:
         self._journal = journal
         self._metrics = metrics
         self._on_completed = on_completed
+        self._quarantine = Quarantine(config.storage)
 
     async def publish(self, run: JobRun, verified: Verified) -> None:
         part, media, job = verified.part, verified.media, run.job
         size = part.position
-        await part.publish()
+        published = await part.publish(verified.sha256, job.recording_id)
         run.part = None
+        if published.conflict is not None:
+            # Never a silent overwrite: the name was taken by other bytes, ours went beside.
+            run.log.warning(
+                "recording.conflict",
+                path=str(published.conflict.existing),
+                published=str(published.path),
+                sha256=verified.sha256,
+                existing_sha256=published.conflict.existing_sha256,
+            )
         container = (media.fmt.check_name,) if media.fmt.check_name else ()
         if media.expect.sha256 is None:
             container = (*container, f"{media.fmt.container}-container")
@@ -67,7 +78,7 @@ class Publisher:
             recording_id=job.recording_id,
             contact_id=job.contact_id,
             codec=media.fmt.name,
-            path=part.final_path,
+            path=published.path,
             size=size,
             sha256=verified.sha256,
             source_sha256=part.source_sha256(),
@@ -82,7 +93,7 @@ class Publisher:
             completed_at=time.time(),
         )
         sidecar = orjson.dumps(archived.sidecar(), option=orjson.OPT_INDENT_2)
-        await write_atomic(sidecar_path(part.final_path, job.recording_id), sidecar)
+        await write_sidecar(self._cfg.storage.dir, published, sidecar)
         announcement = archived.announcement() if self._cfg.archive.url else None
         await asyncio.shield(
             self._journal.complete(job.id, run.budget.attempts, archived.sidecar(), announcement)
@@ -103,21 +114,34 @@ class Publisher:
             self._on_completed()
 
     async def discard(
-        self, job: Job, part: PartFile | None, err: FetchError, attempts: int, log: AuditLog
+        self,
+        job: Job,
+        part: PartFile | None,
+        err: FetchError,
+        attempts: int,
+        log: AuditLog,
+        *,
+        expected: int | None = None,
     ) -> None:
+        """``expected``: the most the part could legitimately hold, when known."""
         if part is not None and isinstance(err, VerificationError) and part.source_bytes:
-            state_dir = self._cfg.storage.state_dir
-            path = await quarantine(part, state_dir, job.recording_id, err.text, attempts)
-            log.warning(
-                "recording.quarantined", reason=err.text, path=str(path), bytes=part.position
-            )
+            kept = await self._quarantine.keep(part, job.recording_id, err.text, attempts, expected)
+            if kept is not None:
+                log.warning(
+                    "recording.quarantined",
+                    reason=err.text,
+                    path=str(kept.path),
+                    bytes=kept.bytes,
+                    bytes_dropped=kept.bytes_dropped,
+                    evicted=kept.evicted,
+                )
         elif part is not None:
             await part.discard()
         elif job.checkpoint is not None:
             # This run never reopened the earlier run's part file: remove it.
             fmt = registry.get(job.checkpoint.codec)
             final = final_path(self._cfg.storage.dir, job.day, job.recording_id, fmt.name)
-            await PartFile(final, fmt).discard()
+            await PartFile(final, fmt, self._cfg.storage.dir).discard()
 
 
 def _duration(media: Media) -> float | int | None:

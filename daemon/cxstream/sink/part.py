@@ -6,27 +6,33 @@ crash the next attempt finds it and resumes from the journal's checkpoint.
 Two hashes run as bytes land: the current batch's (checked against the
 response's ``Repr-Digest``) and the whole source's (checked against the
 metadata). Restarting a batch rolls both back to the batch's first byte.
+
+Nothing here follows a link (see ``safe_fs``): the directory is held open by
+fd from creation to publication, the part is created ``O_EXCL|O_NOFOLLOW``,
+and publication (``publish.py``) never replaces an existing file.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiofiles
-import aiofiles.os
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 if TYPE_CHECKING:
     from hashlib import _Hash as Hash
 
 from cxstream.formats.registry import Format, StreamCheck
+from cxstream.sink import safe_fs
+from cxstream.sink.publish import Published, place
 
 _REHASH_CHUNK = 1024 * 1024
+log = logging.getLogger(__name__)
 # Chunks arrive at whatever size the network hands over (often 16 KiB); each
 # aiofiles call is a hop to a thread, so they are coalesced to this size.
 _WRITE_COALESCE = 256 * 1024
@@ -41,12 +47,18 @@ def _sha() -> Hash:
 
 
 class PartFile:
-    def __init__(self, final_path: Path, fmt: Format) -> None:
+    """``root`` is where the operator's tree starts (``storage.dir``): the
+    directories between it and the file are never followed if they are links."""
+
+    def __init__(self, final_path: Path, fmt: Format, root: Path | None = None) -> None:
         self.final_path = final_path
+        self.root = final_path.parent if root is None else root
         self.path = final_path.with_name(f".{final_path.name}.part")
         self.fmt = fmt
         self.codec = fmt.name
         self.data_start = fmt.header_bytes
+        self._dir: int | None = None
+        self._ident: safe_fs.Ident | None = None
         self.position = self.data_start
         self.batch_start = self.data_start
         self._fh: AsyncBufferedIOBase | None = None
@@ -62,9 +74,27 @@ class PartFile:
 
     # -- lifecycle --------------------------------------------------------
 
+    def _open_dir(self, create: bool) -> int:
+        if self._dir is None:
+            parts = safe_fs.relative_parts(self.root, self.final_path.parent)
+            self._dir = safe_fs.open_dir(self.root, parts, create=create)
+        return self._dir
+
+    async def _adopt(self, fd: int) -> None:
+        try:
+            self._ident = safe_fs.ident(os.fstat(fd))
+            self._fh = await aiofiles.open(fd, "r+b")
+        except BaseException:
+            os.close(fd)
+            raise
+
     async def create(self) -> None:
-        await aiofiles.os.makedirs(self.path.parent, exist_ok=True)
-        self._fh = await aiofiles.open(self.path, "w+b")
+        """A new, empty part (a stale part of ours is replaced; anything else refused)."""
+
+        def _create() -> int:
+            return safe_fs.create_exclusive(self._open_dir(create=True), self.path.name)
+
+        await self._adopt(await asyncio.to_thread(_create))
         if self.data_start:
             # Placeholder: the real sizes are only known once the last byte is in.
             await self._file.write(self.fmt.header(0))
@@ -74,13 +104,28 @@ class PartFile:
 
     async def resume(self, batch_start: int, offset: int) -> bool:
         """Reopen after a crash, keeping [data_start, offset); False if the file can't serve."""
-        try:
-            size = (await aiofiles.os.stat(self.path)).st_size
-        except FileNotFoundError:
+
+        def _open() -> tuple[int, int] | None:
+            try:
+                fd = safe_fs.open_ours(self._open_dir(create=False), self.path.name)
+            except FileNotFoundError:
+                return None
+            st = os.fstat(fd)
+            if st.st_nlink != 1:
+                # Also linked elsewhere: a crash between publication's link and
+                # its unlink. Writing here would change the published file.
+                os.close(fd)
+                return None
+            return fd, st.st_size
+
+        opened = await asyncio.to_thread(_open)
+        if opened is None:
             return False
+        fd, size = opened
         if not self.data_start <= batch_start <= offset <= size:
+            os.close(fd)
             return False
-        self._fh = await aiofiles.open(self.path, "r+b")
+        await self._adopt(fd)
         # Bytes past the checkpoint were never fsynced as a unit: drop them.
         await self._file.truncate(offset)
         self._flushed = offset
@@ -129,16 +174,44 @@ class PartFile:
     def is_open(self) -> bool:
         return self._fh is not None
 
+    def fileno(self) -> int:
+        """The open part's descriptor: to read what we wrote, whatever its name holds now."""
+        return self._file.fileno()
+
     async def close(self) -> None:
         if self._fh is not None:
-            await self._flush()
-            await self._fh.close()
-            self._fh = None
+            try:
+                await self._flush()
+            finally:
+                await self._fh.close()
+                self._fh = None
+        if self._dir is not None:
+            os.close(self._dir)
+            self._dir = None
 
     async def discard(self) -> None:
-        await self.close()
-        with contextlib.suppress(FileNotFoundError):
-            await aiofiles.os.remove(self.path)
+        """Close and remove the part, if what is at its name is still ours."""
+        mine, self._ident = self._ident, None
+
+        def _remove() -> None:
+            try:
+                removed = safe_fs.unlink_if(self._open_dir(create=False), self.path.name, mine)
+            except FileNotFoundError:
+                return
+            except safe_fs.UnsafePath as exc:
+                # A failure path: say so, leave the thing alone, carry on failing.
+                log.warning("part file %s not removed: %s", self.path, exc)
+                return
+            if not removed and mine is not None:
+                log.warning("part file %s not removed: no longer the file we wrote", self.path)
+
+        try:
+            if self._fh is not None:
+                await self._fh.close()
+                self._fh = None
+            await asyncio.to_thread(_remove)
+        finally:
+            await self.close()
 
     # -- batches ----------------------------------------------------------
 
@@ -218,7 +291,7 @@ class PartFile:
             await self._file.seek(0)
             await self._file.write(self.fmt.header(self.source_bytes))
         await self.sync()
-        size = (await aiofiles.os.stat(self.path)).st_size
+        size = (await asyncio.to_thread(os.fstat, self._file.fileno())).st_size
         if size != self.position:
             raise ContainerError(f"part file holds {size} bytes, expected {self.position}")
         whole, source = _sha(), _sha()
@@ -228,29 +301,27 @@ class PartFile:
             raise ContainerError("bytes on disk differ from the bytes verified")
         return whole.hexdigest()
 
-    async def publish(self) -> None:
+    async def publish(self, sha256: str, recording_id: str) -> Published:
+        """Give the sealed part its final name without replacing anything there.
+
+        Identical bytes already under the name: nothing is rewritten. Other
+        bytes (or not a file): the recording goes under a conflict name and the
+        result says which file it met. See ``publish.place``.
+        """
+        await self._flush()
+        assert self._dir is not None and self._ident is not None
+        held, mine = self._dir, self._ident
+        parts = safe_fs.relative_parts(self.root, self.final_path.parent)
+        name, ext = self.path.name, self.final_path.suffix.lstrip(".")
+
+        def _publish() -> Published:
+            # The directory must still be where the path says: the announcement
+            # and the sidecar name this path, and nothing may reach it through a link.
+            os.close(safe_fs.reopen_dir(self.root, parts, safe_fs.ident(os.fstat(held))))
+            return place(held, self.final_path.parent, name, mine, recording_id, ext, sha256)
+
+        published = await asyncio.to_thread(_publish)
+        # Published: the part's name is gone, a later discard() must not touch the file.
+        self._ident = None
         await self.close()
-        await aiofiles.os.replace(self.path, self.final_path)
-        await fsync_dir(self.final_path.parent)
-
-
-async def fsync_dir(path: Path) -> None:
-    def _sync() -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    await asyncio.to_thread(_sync)
-
-
-async def write_atomic(path: Path, data: bytes) -> None:
-    """Small files (the sidecar): temp name, fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.part")
-    async with aiofiles.open(tmp, "wb") as fh:
-        await fh.write(data)
-        await fh.flush()
-        await asyncio.to_thread(os.fsync, fh.fileno())
-    await aiofiles.os.replace(tmp, path)
-    await fsync_dir(path.parent)
+        return published
