@@ -7,9 +7,11 @@ import time
 from collections.abc import Callable
 
 import aiohttp
+import orjson
 
 from cxstream.config import CxoneConfig
 from cxstream.fetcher.errors import FetchError
+from cxstream.fetcher.transport import read_bounded
 
 
 class TokenSource:
@@ -58,9 +60,15 @@ class TokenSource:
             ) as resp:
                 if resp.status != 200:
                     raise FetchError(f"token_http_{resp.status}", status=resp.status)
-                body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                # Bounded like every control body: a token endpoint answering
+                # megabytes must not grow the process.
+                raw = await read_bounded(resp, cfg.max_control_bytes, "token")
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise FetchError(f"token_unavailable: {exc.__class__.__name__}") from None
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise FetchError("token_malformed") from None
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise FetchError("token_malformed")

@@ -15,33 +15,7 @@ one-line reason that names the recording and the offending key::
     max_duration = 180
     faults = [ { kind = "stall", after_bytes = 30000, on = [1] } ]
 
-Each fault selects requests with ``on = [1, 3]`` (1-based request numbers),
-``times = N`` (the first N) or neither (all). Stream faults count every
-stream request of the recording, including 401s, rejected ones and resumes;
-``metadata_status`` counts metadata requests. Kinds and their parameters:
-
-- ``stall {after_bytes}``: send that many body bytes, then nothing, connection open.
-- ``truncate {after_bytes}``: send that many, then close mid-chunk.
-- ``trickle {bytes_per_second}``: send the body slowly.
-- ``bad_digest``: an intact body under a wrong (well-formed) ``Repr-Digest``.
-- ``corrupt {at_byte}``: one byte flipped; ``Repr-Digest`` still of the true body.
-- ``rot {at_byte}``: one byte flipped (inside an Ogg page body for Opus) and a
-  ``Repr-Digest`` of the rotten body: only Ogg CRCs or the metadata sha256 tell.
-- ``missing_eos``: Opus links without EOS flags (CRCs fixed, digest of that body).
-- ``ignore_range``: a request with ``Range`` gets the full 200.
-- ``status {status = 429|503, retry_after}``: the JSON error with ``Retry-After``.
-- ``json200``: 200, ``application/json``, ``{"error": "storage_timeout"}``.
-- ``expire_token``: revoke the request's token and answer 401 ``invalid_token``.
-- ``codec_unavailable``: 406 for the requested codec although the metadata lists it
-  (a codec withdrawn between the metadata GET and the stream GET).
-- ``metadata_status {status, retry_after}``: the same, for the metadata GET.
-
-``after_bytes`` counts bytes of the response being sent (after a Range
-offset); ``at_byte`` is a position in the complete 200 body. Defaults:
-after_bytes 30000, at_byte 4096, bytes_per_second 16000, status 503,
-retry_after 1. When several faults select one request, expire_token wins over
-status, status over validation errors, json200 over audio; body faults
-combine, and of stall and truncate the one with the smaller after_bytes acts.
+Faults and their parameters are described in ``fault_spec.py``.
 """
 
 from __future__ import annotations
@@ -51,6 +25,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cxstream.sim.fault_spec import (
+    FAULT_PARAMS,
+    METADATA_FAULTS,
+    FaultSpec,
+    check_int,
+    fault_from_dict,
+    fault_to_dict,
+)
+
+__all__ = [
+    "FAULT_PARAMS",
+    "METADATA_FAULTS",
+    "FaultSpec",
+    "RecordingSpec",
+    "corpus_from_data",
+    "fault_from_dict",
+    "fault_to_dict",
+    "recording_from_dict",
+]
+
 CODECS = ("opus", "pcm")
 RECORDING_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The fixtures are 15 s of audio; shorter Opus segments are cut from them, longer
@@ -58,58 +52,6 @@ RECORDING_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_OPUS_SEGMENT_SECONDS = 15
 MAX_SEGMENT_SECONDS = 3600
 MAX_SEGMENTS = 1000
-
-# Which parameters each fault kind takes; everything else is rejected so that a
-# typo in a corpus file fails loudly instead of silently meaning "default".
-FAULT_PARAMS: dict[str, frozenset[str]] = {
-    "stall": frozenset({"after_bytes"}),
-    "truncate": frozenset({"after_bytes"}),
-    "bad_digest": frozenset(),
-    "corrupt": frozenset({"at_byte"}),
-    "rot": frozenset({"at_byte"}),
-    "missing_eos": frozenset(),
-    "ignore_range": frozenset(),
-    "trickle": frozenset({"bytes_per_second"}),
-    "status": frozenset({"status", "retry_after"}),
-    "json200": frozenset(),
-    "expire_token": frozenset(),
-    "codec_unavailable": frozenset(),
-    "metadata_status": frozenset({"status", "retry_after"}),
-}
-METADATA_FAULTS = frozenset({"metadata_status"})
-SELECTORS = frozenset({"on", "times"})
-RETRYABLE_STATUSES = (429, 503)
-
-
-@dataclass(frozen=True, slots=True)
-class FaultSpec:
-    """One fault and the requests it applies to.
-
-    ``on`` lists 1-based request numbers, ``times`` means "the first N requests",
-    neither means every request. Stream faults count stream requests of the
-    recording (resumes and rejected ones included); ``metadata_status`` counts
-    metadata requests.
-    """
-
-    kind: str
-    on: tuple[int, ...] = ()
-    times: int | None = None
-    after_bytes: int = 30_000
-    at_byte: int = 4096
-    bytes_per_second: int = 16_000
-    status: int = 503
-    retry_after: int = 1
-
-    def applies(self, request_number: int) -> bool:
-        if self.on:
-            return request_number in self.on
-        if self.times is not None:
-            return request_number <= self.times
-        return True
-
-    @property
-    def for_metadata(self) -> bool:
-        return self.kind in METADATA_FAULTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,67 +96,6 @@ class RecordingSpec:
         return out
 
 
-def fault_to_dict(fault: FaultSpec) -> dict[str, Any]:
-    out: dict[str, Any] = {"kind": fault.kind}
-    if fault.on:
-        out["on"] = list(fault.on)
-    if fault.times is not None:
-        out["times"] = fault.times
-    for name in sorted(FAULT_PARAMS[fault.kind]):
-        out[name] = getattr(fault, name)
-    return out
-
-
-def _int(where: str, key: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
-    # bool is an int subclass; `true` in a TOML file is never a count.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}: {key} must be an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
-        raise ValueError(f"{where}: {key} must be {bound}, got {value}")
-    return value
-
-
-def _fault_params(where: str, raw: Mapping[str, Any]) -> dict[str, Any]:
-    """The validated selector and parameter values of one fault table."""
-    params: dict[str, Any] = {}
-    if "on" in raw:
-        on = raw["on"]
-        if not isinstance(on, list) or not on:
-            raise ValueError(f"{where}: on must be a non-empty list of request numbers")
-        params["on"] = tuple(sorted({_int(where, "on", n, minimum=1) for n in on}))
-    for key in ("times", "after_bytes", "at_byte", "retry_after"):
-        if key in raw:
-            params[key] = _int(where, key, raw[key], minimum=0)
-    if "bytes_per_second" in raw:
-        params["bytes_per_second"] = _int(
-            where, "bytes_per_second", raw["bytes_per_second"], minimum=1
-        )
-    if "status" in raw:
-        status = _int(where, "status", raw["status"], minimum=0)
-        if status not in RETRYABLE_STATUSES:
-            raise ValueError(f"{where}: status must be 429 or 503, got {status}")
-        params["status"] = status
-    return params
-
-
-def fault_from_dict(where: str, raw: Any) -> FaultSpec:
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{where}: a fault must be a table/object, got {raw!r}")
-    kind = raw.get("kind")
-    if kind not in FAULT_PARAMS:
-        raise ValueError(f"{where}: unknown fault kind {kind!r} (one of {', '.join(FAULT_PARAMS)})")
-    where = f"{where} ({kind})"
-    allowed = FAULT_PARAMS[kind] | SELECTORS | {"kind"}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r}")
-    if "on" in raw and "times" in raw:
-        raise ValueError(f"{where}: give either 'on' or 'times', not both")
-    params = _fault_params(where, raw)
-    return FaultSpec(kind=kind, **params)
-
-
 RECORDING_KEYS = frozenset(
     {
         "id",
@@ -241,7 +122,7 @@ def recording_from_dict(raw: Any) -> RecordingSpec:
         raise ValueError(f"{rid}: unknown key {unknown[0]!r}")
     if "segments" not in raw:
         raise ValueError(f"{rid}: segments (a count) is required")
-    segments = _int(rid, "segments", raw["segments"], minimum=1, maximum=MAX_SEGMENTS)
+    segments = check_int(rid, "segments", raw["segments"], minimum=1, maximum=MAX_SEGMENTS)
     codecs_raw = raw.get("codecs", list(CODECS))
     if (
         not isinstance(codecs_raw, list)
@@ -252,14 +133,14 @@ def recording_from_dict(raw: Any) -> RecordingSpec:
         raise ValueError(f"{rid}: codecs must be a non-empty list drawn from {list(CODECS)}")
     codecs = tuple(codecs_raw)
     seconds_cap = MAX_OPUS_SEGMENT_SECONDS if "opus" in codecs else MAX_SEGMENT_SECONDS
-    seconds = _int(
+    seconds = check_int(
         rid, "segment_seconds", raw.get("segment_seconds", 15), minimum=1, maximum=seconds_cap
     )
-    max_segments = _int(rid, "max_segments", raw.get("max_segments", 3), minimum=1)
+    max_segments = check_int(rid, "max_segments", raw.get("max_segments", 3), minimum=1)
     enforce = raw.get("enforce_max_segments")
     if enforce is not None:
-        enforce = _int(rid, "enforce_max_segments", enforce, minimum=1)
-    max_duration = _int(rid, "max_duration", raw.get("max_duration", 180), minimum=1)
+        enforce = check_int(rid, "enforce_max_segments", enforce, minimum=1)
+    max_duration = check_int(rid, "max_duration", raw.get("max_duration", 180), minimum=1)
     faults_raw = raw.get("faults", [])
     if not isinstance(faults_raw, list):
         raise ValueError(f"{rid}: faults must be a list")
