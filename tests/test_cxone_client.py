@@ -31,7 +31,7 @@ from cxstream.fetcher.errors import (
 from cxstream.fetcher.token import TokenSource
 from cxstream.fetcher.transport import make_session
 from cxstream.planner import Batch, Segment
-from cxstream.sim.hostile import padded_json
+from cxstream.sim.hostile import gzip_bomb, padded_json
 
 BATCH = Batch((Segment(0, 15), Segment(15, 15)))
 PAST = "Wed, 21 Oct 2015 07:28:00 GMT"
@@ -108,6 +108,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
 class Rig:
     upstream: Upstream
     client: CxoneClient
+    base: str
 
 
 @pytest.fixture
@@ -130,7 +131,7 @@ async def rig() -> AsyncIterator[Rig]:
     )
     session = make_session(pool_size=4, connect_timeout_s=5)
     try:
-        yield Rig(upstream, CxoneClient(session, config, TokenSource(session, config)))
+        yield Rig(upstream, CxoneClient(session, config, TokenSource(session, config)), base)
     finally:
         await session.close()
         await server.close()
@@ -412,3 +413,18 @@ async def test_bad_token_answers(rig: Rig, answer: Answer, code: str) -> None:
     with pytest.raises(FetchError) as caught:
         await rig.client.metadata("rec-1")
     assert caught.value.code == code
+
+
+async def test_the_session_never_inflates_a_body(rig: Rig) -> None:
+    # Whatever reads a coded body through the daemon's session gets the bytes on
+    # the wire: a bomb stays small even where no check refuses it first.
+    bomb = gzip_bomb(64 * MIB)
+    rig.upstream.stream = _raw(200, bomb, "audio/ogg", **{"Content-Encoding": "gzip"})
+    session = make_session(pool_size=1, connect_timeout_s=5)
+    try:
+        async with session.get(f"{rig.base}/api/v2/recordings/r/stream") as resp:
+            assert resp.headers["Content-Encoding"] == "gzip"
+            assert await resp.read() == bomb
+    finally:
+        await session.close()
+    assert len(bomb) < 128 * 1024
