@@ -88,7 +88,7 @@ async def test_login_client_credentials(session: aiohttp.ClientSession, sim: Gen
     assert body["token_type"] == "bearer" and body["expires_in"] == 86400
     status, _, _ = await recordings(session, sim, body["access_token"], CONV, formatId="WAV")
     assert status == 200
-    assert sim.state.token_requests == {"client_credentials": 1}
+    assert sim.state.token_outcomes == {"client_credentials": 1}
 
 
 async def test_login_refusals(session: aiohttp.ClientSession, sim: GenesysSim) -> None:

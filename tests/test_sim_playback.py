@@ -134,7 +134,7 @@ async def test_password_grant_gives_jwt_with_tenant(
     ) as resp:
         assert resp.status == 200
         assert (await resp.json())["access_token"] != body["access_token"]
-    assert sim.state.token_requests == {"password": 1, "refresh_token": 1}
+    assert sim.state.token_outcomes == {"password": 1, "refresh_token": 1}
 
 
 def b64url_decode(part: str) -> bytes:

@@ -1,8 +1,8 @@
 """The CXone recording API (contract §1) as typed calls; errors classified here.
 
-Every control body (metadata, errors) is read up to a bound: a server that
-answers with megabytes where kilobytes are expected costs one attempt, not
-the process's memory.
+Every control body (metadata, errors) is read up to a bound (``read_bounded``):
+a server that answers with megabytes where kilobytes are expected costs one
+attempt, not the process's memory.
 """
 
 from __future__ import annotations
@@ -29,22 +29,13 @@ from cxstream.fetcher.errors import (
 )
 from cxstream.fetcher.ratelimit import RateLimiter
 from cxstream.fetcher.token import TokenSource
+from cxstream.fetcher.transport import read_bounded
 from cxstream.planner import Batch, Segment
 
+# An error body is a code and a few fields; past this it is not worth reading.
 _ERROR_BODY_LIMIT = 64 * 1024
 
-
-async def read_bounded(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
-    """The whole body, or FetchError(``<what>_too_large``) past ``limit`` bytes."""
-    length = resp.content_length
-    if length is not None and length > limit:
-        raise FetchError(f"{what}_too_large", f"{length} bytes, limit {limit}", status=resp.status)
-    body = bytearray()
-    while chunk := await resp.content.read(min(65536, limit + 1 - len(body))):
-        body += chunk
-        if len(body) > limit:
-            raise FetchError(f"{what}_too_large", f"over {limit} bytes", status=resp.status)
-    return bytes(body)
+__all__ = ["CxoneClient", "RecordingMeta", "parse_metadata", "read_bounded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +83,16 @@ def parse_metadata(raw: Any, max_segments: int = 1_000_000) -> RecordingMeta:
     return meta
 
 
-async def _error_from(resp: aiohttp.ClientResponse) -> FetchError:
-    """Turn a non-audio answer into the exception that says what to do next."""
+async def _error_from(resp: aiohttp.ClientResponse, limit: int = _ERROR_BODY_LIMIT) -> FetchError:
+    """Turn a non-audio answer into the exception that says what to do next.
+
+    The status decides; the body only adds CXone's code (and a 413's limit). A
+    body that is not small JSON (too large, coded, HTML, cut) is ignored whole.
+    """
     try:
-        raw = await resp.content.read(_ERROR_BODY_LIMIT)
+        raw = await read_bounded(resp, limit, "error")
         body = orjson.loads(raw) if raw else {}
-    except (aiohttp.ClientError, orjson.JSONDecodeError, TimeoutError):
+    except (FetchError, aiohttp.ClientError, orjson.JSONDecodeError, TimeoutError):
         body = {}
     if not isinstance(body, dict):
         body = {}
@@ -110,10 +105,10 @@ async def _error_from(resp: aiohttp.ClientResponse) -> FetchError:
         match = re.fullmatch(r"bytes \*/(\d+)", resp.headers.get("Content-Range", "").strip())
         return RangeNotSatisfiable(code, length=int(match.group(1)) if match else None)
     if status == 413:
-        limit = body.get("maxSegments")
-        return SegmentLimit(
-            code, status=status, max_segments=limit if isinstance(limit, int) else None
-        )
+        allowed = body.get("maxSegments")
+        if isinstance(allowed, bool) or not isinstance(allowed, int) or allowed < 1:
+            allowed = None
+        return SegmentLimit(code, status=status, max_segments=allowed)
     if status in (400, 404, 416) or (400 <= status < 500 and status not in (401, 408, 429)):
         return PermanentError(code, status=status)
     if status in (429, 503) and retry_after is not None:
@@ -134,6 +129,7 @@ class CxoneClient:
         self._base = config.base_url
         self._tokens = tokens
         self._max_control = config.max_control_bytes
+        self._max_error = min(_ERROR_BODY_LIMIT, config.max_control_bytes)
         self._max_segments = config.max_segments
 
     def _url(self, recording_id: str, suffix: str = "") -> str:
@@ -170,7 +166,7 @@ class CxoneClient:
         try:
             async with self._get(self._url(recording_id), None, {}) as resp:
                 if resp.status != 200:
-                    raise await _error_from(resp)
+                    raise await _error_from(resp, self._max_error)
                 body = await read_bounded(resp, self._max_control, "metadata")
                 try:
                     raw = orjson.loads(body)
@@ -197,11 +193,11 @@ class CxoneClient:
             headers["Range"] = f"bytes={start}-"
         async with self._get(self._url(recording_id, "/stream"), params, headers) as resp:
             if resp.status not in (200, 206):
-                raise await _error_from(resp)
+                raise await _error_from(resp, self._max_error)
             ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if ctype == "application/json" or ctype.endswith("+json"):
                 # A JSON error wearing status 200: never audio, never written.
-                err = await _error_from(resp)
+                err = await _error_from(resp, self._max_error)
                 raise FetchError(
                     err.code if err.code != "http_200" else "json_with_200",
                     status=200,

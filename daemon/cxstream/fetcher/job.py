@@ -161,20 +161,27 @@ class JobRun:
             await asyncio.shield(self._fail(exc))
         except (JournalError, DiskFull) as exc:
             with contextlib.suppress(JournalError):
-                await asyncio.shield(self._hand_back())
+                # After ENOSPC the bytes since the last checkpoint may not be on
+                # disk although the part file counted them: the journal's last
+                # checkpoint (written after an fsync) stays the truth.
+                await asyncio.shield(self._hand_back(persist=not isinstance(exc, DiskFull)))
             raise JobInterrupted(str(exc)) from exc
         finally:
             metrics.active.dec()
             self.runner.source.forget(self.job)
 
-    async def _hand_back(self) -> None:
+    async def _hand_back(self, *, persist: bool = True) -> None:
         try:
-            await self._persist()
+            if persist:
+                await self._persist()
         except (JournalError, OSError):
             pass  # the journal's last checkpoint stays true: it never points past durable bytes
         finally:
             if self.part is not None:
-                await self.part.close()
+                # On a full disk the flush of what is buffered fails again; the
+                # file is closed all the same, and the job must still go back.
+                with contextlib.suppress(OSError):
+                    await self.part.close()
         await self.runner.journal.release(self.job.id)
 
     async def _fail(self, exc: JobFailed) -> None:

@@ -26,6 +26,7 @@ from cxstream.fetcher.errors import (
     VerificationError,
 )
 from cxstream.fetcher.source import Media, Piece
+from cxstream.fetcher.transport import content_coding
 from cxstream.fetcher.watchdog import Watchdog
 from cxstream.metrics import Metrics
 from cxstream.sink.digest import DigestHeaderError, parse_repr_digest
@@ -208,7 +209,7 @@ class PieceStreamer:
 
 def _refuse_encoding(resp: aiohttp.ClientResponse) -> None:
     """We ask for identity; anything else would make Range offsets, digests and
-    sizes refer to other bytes (and a gzip bomb inflate without bound)."""
-    coding = resp.headers.get("Content-Encoding", "identity").strip().lower()
-    if coding not in ("", "identity"):
-        raise VerificationError("content_encoding_refused", coding[:32], status=resp.status)
+    sizes refer to other bytes (the session never inflates: a bomb stays small)."""
+    coding = content_coding(resp)
+    if coding is not None:
+        raise VerificationError("content_encoding_refused", coding, status=resp.status)

@@ -19,8 +19,7 @@ import orjson
 
 from cxstream.config import CxoneConfig, Secret
 from cxstream.fetcher.errors import FetchError
-
-_TOKEN_BODY_LIMIT = 256 * 1024
+from cxstream.fetcher.transport import read_bounded
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +29,7 @@ class Grant:
     form: dict[str, str] = field(default_factory=lambda: {"grant_type": "client_credentials"})
     connect_timeout_s: float = 10.0
     refresh_margin_s: float = 60.0
+    max_bytes: int = 1024 * 1024  # cxone.max_control_bytes: every control body is bounded
 
 
 def client_credentials(config: CxoneConfig) -> Grant:
@@ -38,6 +38,7 @@ def client_credentials(config: CxoneConfig) -> Grant:
         config.client_secret,
         connect_timeout_s=config.connect_timeout_s,
         refresh_margin_s=config.token_refresh_margin_s,
+        max_bytes=config.max_control_bytes,
     )
 
 
@@ -95,13 +96,13 @@ class TokenSource:
                 headers={"Authorization": basic, "Accept": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=30, sock_connect=grant.connect_timeout_s),
             ) as resp:
-                raw = await resp.content.read(_TOKEN_BODY_LIMIT + 1)
+                # Bounded like every control body: a token endpoint answering
+                # megabytes must not grow the process.
+                raw = await read_bounded(resp, grant.max_bytes, "token")
                 if resp.status != 200:
                     raise FetchError(f"token_http_{resp.status}", status=resp.status)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise FetchError("token_unavailable", exc.__class__.__name__) from None
-        if len(raw) > _TOKEN_BODY_LIMIT:
-            raise FetchError("token_too_large", f"over {_TOKEN_BODY_LIMIT} bytes")
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -1,4 +1,5 @@
-"""The HTTP transport under the CXone client: one pooled session, keepalive on."""
+"""The HTTP transport under the CXone client: one pooled session, keepalive on,
+no content codings, and control bodies read only up to a bound."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import aiohttp
 
 from cxstream import __version__
+from cxstream.fetcher.errors import FetchError
 
 USER_AGENT = f"cxstream/{__version__}"
 
@@ -33,5 +35,34 @@ def make_session(*, pool_size: int, connect_timeout_s: float) -> aiohttp.ClientS
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s),
-        headers={"User-Agent": USER_AGENT},
+        # identity everywhere, and nothing inflated whatever the server sends:
+        # a gzip bomb stays the few KiB it is on the wire, and a coded body is
+        # refused by its Content-Encoding (sizes, ranges and digests would
+        # otherwise describe other bytes).
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+        auto_decompress=False,
     )
+
+
+def content_coding(resp: aiohttp.ClientResponse) -> str | None:
+    """The response's content coding, None for identity (all we ever ask for)."""
+    coding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    return None if coding in ("", "identity") else coding[:32]
+
+
+async def read_bounded(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """The whole (identity) body, or FetchError(``<what>_too_large``) past ``limit`` bytes:
+    a server answering megabytes where kilobytes are expected costs one attempt, not
+    the process's memory."""
+    coding = content_coding(resp)
+    if coding is not None:
+        raise FetchError("content_encoding_refused", f"{what}: {coding}", status=resp.status)
+    length = resp.content_length
+    if length is not None and length > limit:
+        raise FetchError(f"{what}_too_large", f"{length} bytes, limit {limit}", status=resp.status)
+    body = bytearray()
+    while chunk := await resp.content.read(min(65536, limit + 1 - len(body))):
+        body += chunk
+        if len(body) > limit:
+            raise FetchError(f"{what}_too_large", f"over {limit} bytes", status=resp.status)
+    return bytes(body)

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import hdrs, web
 
+from cxstream.sim.hostile import padded_json
 from cxstream.sim.responses import ApiError, json_response
 from cxstream.sim.state import STATE_KEY, SimState
 
@@ -74,6 +75,8 @@ def _credentials_ok(state: SimState, header: str) -> bool:
 
 async def handle_token(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
+    state.token_requests += 1
+    state.notify()
     if not _credentials_ok(state, request.headers.get(hdrs.AUTHORIZATION, "")):
         return json_response(
             {"error": "invalid_client"}, 401, {"WWW-Authenticate": 'Basic realm="cxone"'}
@@ -84,13 +87,28 @@ async def handle_token(request: web.Request) -> web.StreamResponse:
         return json_response({"error": "invalid_request"}, 400)
     if grant != "client_credentials":
         return json_response({"error": "unsupported_grant_type"}, 400)
-    token = state.issue_token()
-    return json_response(
-        {
-            "access_token": token,
-            "token_type": "Bearer",
-            # An integer per RFC 6749; never 0, which a client would read as "useless".
-            "expires_in": max(1, int(state.token_ttl)),
-        },
-        headers={"Cache-Control": "no-store"},
-    )
+    payload = {
+        "access_token": state.issue_token(),
+        "token_type": "Bearer",
+        # An integer per RFC 6749; never 0, which a client would read as "useless".
+        "expires_in": max(1, int(state.token_ttl)),
+    }
+    headers = {"Cache-Control": "no-store"}
+    huge, state.huge_token = state.huge_token, None
+    if huge is not None:
+
+        def count(n: int) -> None:
+            state.token_bytes_served += n
+            state.notify()
+
+        return await padded_json(
+            request,
+            payload,
+            huge.size_bytes,
+            content_length=huge.content_length,
+            count=count,
+            headers=headers,
+        )
+    response = json_response(payload, headers=headers)
+    state.token_bytes_served += response.content_length or 0
+    return response

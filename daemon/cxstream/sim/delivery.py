@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.http import StreamWriter
 
 from cxstream.sim.faults import Plan
+from cxstream.sim.hostile import send_endless
 
 CHUNK = 16 * 1024
 # How often a stalled handler looks for its client having gone away, for
@@ -48,6 +49,8 @@ async def deliver(
     if plan.stall_after is not None and finished:
         await hold(request, shutdown)
         finished = False
+    if plan.endless is not None and finished:
+        finished = await send_endless(resp, data, len(data), plan.endless, count, shutdown)
     if not finished:
         # Ending the handler normally would send the terminating chunk and make a
         # short body look complete; closing keeps the framing visibly broken.

@@ -5,17 +5,21 @@ how delivery misbehaves. Body faults come in two flavours: *honest* ones
 (``rot``, ``missing_eos``) change the body and the advertised digest alike,
 so only format checks or the metadata sha256 can notice; ``corrupt`` changes
 the body behind the digest's back and ``bad_digest`` lies about an intact body.
+The hostile ones (``junk_tail``, ``endless``, ``gzip``, ``gzip_bomb``) serve
+more, or other, bytes than the digest describes.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cxstream.formats import ogg
+from cxstream.sim.hostile import cycled, gzip_bomb
 from cxstream.sim.spec import FaultSpec
 
 
@@ -27,6 +31,11 @@ class Plan:
     truncate_after: int | None = None
     bytes_per_second: int | None = None
     ignore_range: bool = False
+    # Send an honest Content-Length instead of chunked framing.
+    content_length: bool = False
+    # After the body, keep sending (None: don't; 0: never stop; else bytes in all).
+    endless: int | None = None
+    content_encoding: str | None = None
 
 
 def repr_digest(body: bytes) -> str:
@@ -100,12 +109,25 @@ def make_plan(body: bytes, codec: str, faults: Sequence[FaultSpec]) -> Plan:
             stall_after = None
         else:
             truncate_after = None
+    junk = kinds.get("junk_tail")
+    if junk is not None:
+        served += cycled(served, len(served), junk.extra_bytes)
+    encoding = None
+    if "gzip_bomb" in kinds:
+        served, encoding = gzip_bomb(kinds["gzip_bomb"].inflated_bytes), "gzip"
+    elif "gzip" in kinds:
+        served, encoding = gzip.compress(served, mtime=0), "gzip"
     trickle = kinds.get("trickle")
+    endless = kinds.get("endless")
     return Plan(
         body=served,
         digest=digest,
         stall_after=stall_after,
         truncate_after=truncate_after,
         bytes_per_second=trickle.bytes_per_second if trickle else None,
-        ignore_range="ignore_range" in kinds,
+        # Ranges of an encoded body would be ranges of other bytes: send it whole.
+        ignore_range="ignore_range" in kinds or encoding is not None,
+        content_length=junk is not None and junk.content_length,
+        endless=endless.max_bytes if endless else None,
+        content_encoding=encoding,
     )

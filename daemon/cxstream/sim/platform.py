@@ -76,12 +76,12 @@ class PlatformState(SimState):
         self.media = MediaHost(self.notify, self.shutdown, url_ttl_s)
         self.rate = RateLimit(rate_limit, rate_window_s) if rate_limit else None
         self.rate_limited = 0
-        self.token_requests: dict[str, int] = {}
+        self.token_outcomes: dict[str, int] = {}
         # Base URL of each application ("auth", "api", "media"), once listening.
         self.urls: dict[str, str] = {}
 
     def count_token_request(self, outcome: str) -> None:
-        self.token_requests[outcome] = self.token_requests.get(outcome, 0) + 1
+        self.token_outcomes[outcome] = self.token_outcomes.get(outcome, 0) + 1
         self.notify()
 
     def throttled(self) -> float | None:
@@ -97,7 +97,7 @@ class PlatformState(SimState):
     def snapshot(self) -> dict[str, Any]:
         return {
             "tokens_issued": self.tokens_issued,
-            "token_requests": dict(self.token_requests),
+            "token_requests": dict(self.token_outcomes),
             "rate_limited": self.rate_limited,
             "media": {key: asdict(st) for key, st in self.media.stats.items()},
         }

@@ -48,3 +48,19 @@ def retryable(status: int, retry_after: int) -> ApiError:
     """The 429/503 answers; their codes are fixed by the contract."""
     code = "rate_limited" if status == 429 else "storage_timeout"
     return ApiError(status, code, retry_after=retry_after)
+
+
+_ERROR_CODES = {
+    400: "schema_validation",
+    404: "recording_not_found",
+    406: "codec_unavailable",
+    413: "offset_matrix_too_large",
+    416: "offset_out_of_range",
+    429: "rate_limited",
+    503: "storage_timeout",
+}
+
+
+def error_code(status: int) -> str:
+    """The contract's code for ``status``, or a generic one for statuses it does not list."""
+    return _ERROR_CODES.get(status, "server_error" if status >= 500 else "client_error")

@@ -26,6 +26,7 @@ from cxstream.sim.archive import (
 from cxstream.sim.audio import CONTENT_TYPES
 from cxstream.sim.auth import handle_token, require_token
 from cxstream.sim.control import handle_add_recordings, handle_stats
+from cxstream.sim.hostile import padded_json
 from cxstream.sim.responses import ApiError, json_response, retryable
 from cxstream.sim.spec import RecordingSpec, recording_from_dict
 from cxstream.sim.state import STATE_KEY, Announcement, SimState
@@ -40,18 +41,22 @@ DEFAULT_ARCHIVE_SECRET = "whsec_Y3hzdHJlYW0tc2ltLWFyY2hpdmUtc2VjcmV0"
 SHUTDOWN_TIMEOUT_S = 2.0
 
 
-def recording_metadata(state: SimState, spec: RecordingSpec) -> dict[str, Any]:
-    """The JSON of contract §1.2 for ``spec``."""
+def recording_metadata(
+    state: SimState, spec: RecordingSpec, listed: int | None = None
+) -> dict[str, Any]:
+    """The JSON of contract §1.2 for ``spec`` (claiming ``listed`` segments when given)."""
     codecs: dict[str, Any] = {}
     for codec in spec.codecs:
         size, sha256 = state.audio.expected(spec, codec)
         codecs[codec] = {"contentType": CONTENT_TYPES[codec], "bytes": size, "sha256": sha256}
+    seconds = spec.segment_seconds
+    offsets = spec.offsets if listed is None else range(0, listed * seconds, seconds)
     return {
         "recordingId": spec.id,
-        "durationSeconds": spec.duration_seconds,
+        "durationSeconds": len(offsets) * seconds,
         "maxDuration": spec.max_duration,
         "maxSegmentsPerRequest": spec.max_segments,
-        "segments": [{"offset": o, "duration": spec.segment_seconds} for o in spec.offsets],
+        "segments": [{"offset": o, "duration": seconds} for o in offsets],
         "codecs": codecs,
     }
 
@@ -59,22 +64,38 @@ def recording_metadata(state: SimState, spec: RecordingSpec) -> dict[str, Any]:
 async def handle_metadata(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     spec = state.recordings.get(request.match_info["id"])
-    number = 0
-    if spec is not None:
-        stats = state.stats_for(spec.id)
-        stats.metadata_requests += 1
-        number = stats.metadata_requests
-        state.notify()
+    if spec is None:
+        try:
+            require_token(request)
+            raise ApiError(404, "recording_not_found")
+        except ApiError as err:
+            return err.response()
+    stats = state.stats_for(spec.id)
+    stats.metadata_requests += 1
+    state.notify()
+    active = [f for f in spec.faults if f.for_metadata and f.applies(stats.metadata_requests)]
+    kinds = {f.kind: f for f in active}
     try:
         require_token(request)
-        if spec is None:
-            raise ApiError(404, "recording_not_found")
-        for fault in spec.faults:
-            if fault.for_metadata and fault.applies(number):
-                raise retryable(fault.status, fault.retry_after)
+        if "metadata_status" in kinds:
+            raise retryable(kinds["metadata_status"].status, kinds["metadata_status"].retry_after)
     except ApiError as err:
         return err.response()
-    return json_response(recording_metadata(state, spec))
+    many = kinds.get("many_segments")
+    payload = recording_metadata(state, spec, many.count if many else None)
+
+    def count(n: int) -> None:
+        stats.metadata_bytes_served += n
+        state.notify()
+
+    huge = kinds.get("huge_metadata")
+    if huge is not None:
+        return await padded_json(
+            request, payload, huge.size_bytes, content_length=huge.content_length, count=count
+        )
+    response = json_response(payload)
+    count(response.content_length or 0)
+    return response
 
 
 def build_sim_app(

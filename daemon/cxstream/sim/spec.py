@@ -51,6 +51,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cxstream.sim.fault_spec import (
+    DEFAULT_STATUS,
+    FAULT_PARAMS,
+    METADATA_FAULTS,
+    RETRYABLE_STATUSES,
+    FaultSpec,
+    fault_from_dict,
+    fault_to_dict,
+    int_field,
+)
+
+__all__ = [
+    "DEFAULT_STATUS",
+    "FAULT_PARAMS",
+    "METADATA_FAULTS",
+    "RETRYABLE_STATUSES",
+    "FaultSpec",
+    "RecordingSpec",
+    "corpus_from_data",
+    "fault_from_dict",
+    "fault_to_dict",
+    "int_field",
+    "recording_from_dict",
+]
+
+
 CODECS = ("opus", "pcm")
 RECORDING_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # The fixtures are 15 s of audio; shorter Opus segments are cut from them, longer
@@ -58,61 +84,6 @@ RECORDING_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_OPUS_SEGMENT_SECONDS = 15
 MAX_SEGMENT_SECONDS = 3600
 MAX_SEGMENTS = 1000
-
-# Which parameters each fault kind takes; everything else is rejected so that a
-# typo in a corpus file fails loudly instead of silently meaning "default".
-FAULT_PARAMS: dict[str, frozenset[str]] = {
-    "stall": frozenset({"after_bytes"}),
-    "truncate": frozenset({"after_bytes"}),
-    "bad_digest": frozenset(),
-    "corrupt": frozenset({"at_byte"}),
-    "rot": frozenset({"at_byte"}),
-    "missing_eos": frozenset(),
-    "ignore_range": frozenset(),
-    "trickle": frozenset({"bytes_per_second"}),
-    "status": frozenset({"status", "retry_after"}),
-    "json200": frozenset(),
-    "expire_token": frozenset(),
-    "codec_unavailable": frozenset(),
-    "metadata_status": frozenset({"status", "retry_after"}),
-}
-METADATA_FAULTS = frozenset({"metadata_status"})
-SELECTORS = frozenset({"on", "times"})
-RETRYABLE_STATUSES = (429, 503)
-DEFAULT_STATUS = 503
-
-
-@dataclass(frozen=True, slots=True)
-class FaultSpec:
-    """One fault and the requests it applies to.
-
-    ``on`` lists 1-based request numbers, ``times`` means "the first N requests",
-    neither means every request. Stream faults count stream requests of the
-    recording (resumes and rejected ones included); ``metadata_status`` counts
-    metadata requests.
-    """
-
-    kind: str
-    on: tuple[int, ...] = ()
-    times: int | None = None
-    after_bytes: int = 30_000
-    at_byte: int = 4096
-    bytes_per_second: int = 16_000
-    status: int = DEFAULT_STATUS
-    retry_after: int = 1
-    # Media-host faults (``platform_spec``): bytes of junk after the body.
-    junk_bytes: int = 64
-
-    def applies(self, request_number: int) -> bool:
-        if self.on:
-            return request_number in self.on
-        if self.times is not None:
-            return request_number <= self.times
-        return True
-
-    @property
-    def for_metadata(self) -> bool:
-        return self.kind in METADATA_FAULTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,82 +126,6 @@ class RecordingSpec:
         if self.enforce_max_segments is not None:
             out["enforce_max_segments"] = self.enforce_max_segments
         return out
-
-
-def fault_to_dict(
-    fault: FaultSpec, params: Mapping[str, frozenset[str]] = FAULT_PARAMS
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"kind": fault.kind}
-    if fault.on:
-        out["on"] = list(fault.on)
-    if fault.times is not None:
-        out["times"] = fault.times
-    for name in sorted(params[fault.kind]):
-        out[name] = getattr(fault, name)
-    return out
-
-
-def int_field(where: str, key: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
-    # bool is an int subclass; `true` in a TOML file is never a count.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}: {key} must be an integer, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
-        raise ValueError(f"{where}: {key} must be {bound}, got {value}")
-    return value
-
-
-def _fault_values(
-    where: str,
-    raw: Mapping[str, Any],
-    kind: str,
-    params: Mapping[str, frozenset[str]],
-    statuses: tuple[int, ...],
-) -> dict[str, Any]:
-    """The validated selector and parameter values of one fault table."""
-    values: dict[str, Any] = {}
-    if "on" in raw:
-        on = raw["on"]
-        if not isinstance(on, list) or not on:
-            raise ValueError(f"{where}: on must be a non-empty list of request numbers")
-        values["on"] = tuple(sorted({int_field(where, "on", n, minimum=1) for n in on}))
-    for key in ("times", "after_bytes", "at_byte", "retry_after"):
-        if key in raw:
-            values[key] = int_field(where, key, raw[key], minimum=0)
-    for key in ("bytes_per_second", "junk_bytes"):
-        if key in raw:
-            values[key] = int_field(where, key, raw[key], minimum=1)
-    if "status" in raw:
-        status = int_field(where, "status", raw["status"], minimum=0)
-        if status not in statuses:
-            allowed_statuses = " or ".join(map(str, statuses))
-            raise ValueError(f"{where}: status must be {allowed_statuses}, got {status}")
-        values["status"] = status
-    elif "status" in params[kind] and DEFAULT_STATUS not in statuses:
-        values["status"] = statuses[0]
-    return values
-
-
-def fault_from_dict(
-    where: str,
-    raw: Any,
-    params: Mapping[str, frozenset[str]] = FAULT_PARAMS,
-    statuses: tuple[int, ...] = RETRYABLE_STATUSES,
-) -> FaultSpec:
-    """One fault of the kinds in ``params`` (the stream API's by default)."""
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{where}: a fault must be a table/object, got {raw!r}")
-    kind = raw.get("kind")
-    if not isinstance(kind, str) or kind not in params:
-        raise ValueError(f"{where}: unknown fault kind {kind!r} (one of {', '.join(params)})")
-    where = f"{where} ({kind})"
-    allowed = params[kind] | SELECTORS | {"kind"}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ValueError(f"{where}: unknown key {unknown[0]!r}")
-    if "on" in raw and "times" in raw:
-        raise ValueError(f"{where}: give either 'on' or 'times', not both")
-    return FaultSpec(kind=kind, **_fault_values(where, raw, kind, params, statuses))
 
 
 RECORDING_KEYS = frozenset(

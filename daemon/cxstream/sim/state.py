@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from cxstream.sim.audio import AudioLibrary
-from cxstream.sim.spec import RecordingSpec
+from cxstream.sim.spec import FaultSpec, RecordingSpec
 
 
 @dataclass
@@ -39,7 +39,9 @@ class RequestLog:
 class RecordingStats:
     stream_requests: int = 0
     metadata_requests: int = 0
+    # Stream response bodies as sent (audio, or what a hostile fault sends instead).
     bytes_served: int = 0
+    metadata_bytes_served: int = 0
     # Audio responses still being sent (or held open by a stall) right now.
     active_streams: int = 0
     requests: list[RequestLog] = field(default_factory=list)
@@ -74,6 +76,10 @@ class SimState:
         self.recording_stats: dict[str, RecordingStats] = {}
         self.tokens: dict[str, float] = {}
         self.tokens_issued = 0
+        self.token_requests = 0
+        self.token_bytes_served = 0
+        # Armed by a huge_token fault: the next token request gets a huge body.
+        self.huge_token: FaultSpec | None = None
         self.announcements: list[Announcement] = []
         self.archive_fail_remaining = 0
         # Set when the server shuts down, so stalled and trickling handlers end
@@ -144,6 +150,8 @@ class SimState:
         return {
             "recordings": {rid: asdict(st) for rid, st in self.recording_stats.items()},
             "tokens_issued": self.tokens_issued,
+            "token_requests": self.token_requests,
+            "token_bytes_served": self.token_bytes_served,
         }
 
     def announcements_json(self) -> list[dict[str, Any]]:

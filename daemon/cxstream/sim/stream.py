@@ -8,7 +8,8 @@ from cxstream.sim.audio import CONTENT_TYPES
 from cxstream.sim.auth import invalid_token, require_token
 from cxstream.sim.delivery import deliver
 from cxstream.sim.faults import make_plan
-from cxstream.sim.responses import ApiError, json_response, retryable
+from cxstream.sim.hostile import padded_json
+from cxstream.sim.responses import ApiError, error_code, json_response, retryable
 from cxstream.sim.spec import RecordingSpec
 from cxstream.sim.state import STATE_KEY, RecordingStats, RequestLog, SimState
 from cxstream.sim.validate import parse_offsets, parse_range, validate_stream_query
@@ -52,11 +53,31 @@ async def _serve(
     active = [f for f in spec.faults if not f.for_metadata and f.applies(number)]
     log.faults = [f.kind for f in active]
     kinds = {f.kind: f for f in active}
-    if "expire_token" in kinds:
+
+    def count(n: int) -> None:
+        stats.bytes_served += n
+        log.bytes += n
+        state.notify()
+
+    if "expire_token" in kinds or "huge_token" in kinds:
         state.revoke(token)
+        if "huge_token" in kinds:
+            # The refresh this 401 provokes is answered with a huge body.
+            state.huge_token = kinds["huge_token"]
         raise invalid_token()
     if "status" in kinds:
         raise retryable(kinds["status"].status, kinds["status"].retry_after)
+    if "huge_error" in kinds:
+        fault = kinds["huge_error"]
+        log.status = fault.status
+        return await padded_json(
+            request,
+            {"error": error_code(fault.status)},
+            fault.size_bytes,
+            status=fault.status,
+            content_length=fault.content_length,
+            count=count,
+        )
     query = validate_stream_query(spec, request.query)
     if "codec_unavailable" in kinds:
         others = [c for c in spec.codecs if c != query.codec]
@@ -74,15 +95,15 @@ async def _serve(
     resp.headers["Content-Type"] = CONTENT_TYPES[query.codec]
     resp.headers["Accept-Ranges"] = "bytes"
     resp.headers["Repr-Digest"] = plan.digest
+    if plan.content_encoding is not None:
+        resp.headers["Content-Encoding"] = plan.content_encoding
     if start is not None:
         resp.headers["Content-Range"] = f"bytes {start}-{total - 1}/{total}"
-    resp.enable_chunked_encoding()
+    if plan.content_length and plan.truncate_after is None and plan.endless is None:
+        resp.content_length = total - (start or 0)
+    else:
+        resp.enable_chunked_encoding()
     log.status = resp.status
-
-    def count(n: int) -> None:
-        stats.bytes_served += n
-        log.bytes += n
-        state.notify()
 
     stats.active_streams += 1
     state.notify()

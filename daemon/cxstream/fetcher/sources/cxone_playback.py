@@ -95,6 +95,7 @@ class CxonePlaybackSource:
             },
             connect_timeout_s=config.connect_timeout_s,
             refresh_margin_s=config.token_refresh_margin_s,
+            max_bytes=config.max_control_bytes,
         )
         self._tokens = TokenSource(
             session, grant, config.token_url or self._discover_token_url, on_refresh=on_token

@@ -37,6 +37,8 @@ class StreamMedia:
         self._whole = whole
         self._max_segments = meta.max_segments
         self._starts: dict[int, Batch] = {}
+        # How many plans were made: one, plus one per 413 or off-plan resume.
+        self.plans = 0
         self._by_offset = {s.offset: s for s in wanted}
         info = meta.codecs[codec]
         self.fmt: Format = registry.get(codec)
@@ -58,6 +60,7 @@ class StreamMedia:
             batches = plan(self._wanted[done:], self._max_segments, self._meta.max_duration)
         except PlanError as exc:
             raise PermanentError("plan_impossible", str(exc)) from None
+        self.plans += 1
         self._starts = {}
         at = done
         for batch in batches:

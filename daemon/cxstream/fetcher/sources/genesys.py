@@ -89,6 +89,7 @@ class GenesysSource:
             config.client_secret,
             connect_timeout_s=limits.connect_timeout_s,
             refresh_margin_s=limits.token_refresh_margin_s,
+            max_bytes=limits.max_control_bytes,
         )
         self._tokens = TokenSource(
             session, grant, f"{config.login_url}/oauth/token", on_refresh=on_token
