@@ -3,7 +3,9 @@
 Resources open and close through the web app's ``cleanup_ctx`` in data-path
 order (journal, HTTP session, notifier, workers) and close in reverse. A
 stop signal first turns the webhook to 503, then cancels the workers (each
-checkpoints under shield), then closes listeners and resources.
+checkpoints under shield), then closes listeners and resources. Under systemd
+(``Type=notify``) the daemon says READY=1 once both listeners are bound,
+pings the watchdog from the event loop, and says STOPPING=1 / RELOADING=1.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
@@ -26,11 +29,14 @@ from cxstream.fetcher.job import JobRunner
 from cxstream.fetcher.pool import WorkerPool
 from cxstream.fetcher.token import TokenSource
 from cxstream.fetcher.transport import make_session
+from cxstream.ingress.backpressure import ADMISSION, Admission, queue_cap
 from cxstream.ingress.webhook import SIGNER, never_500, receive
-from cxstream.journal import SqliteJournal
+from cxstream.journal import Journal, SqliteJournal
 from cxstream.keys import AUDIT, CONFIG, JOURNAL, LIFECYCLE, METRICS, POOL, SESSION, Lifecycle
 from cxstream.metrics import Metrics
 from cxstream.notifier.archive import ArchiveNotifier
+from cxstream.sdnotify import SdNotify, monotonic_usec
+from cxstream.service import StatusReporter
 
 NOTIFIER = web.AppKey("notifier", ArchiveNotifier)
 JOURNAL_FILE = "journal.sqlite3"
@@ -43,7 +49,9 @@ log = logging.getLogger(__name__)
 
 async def _journal_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
-    journal = SqliteJournal(cfg.storage.state_dir / JOURNAL_FILE)
+    journal = SqliteJournal(
+        cfg.storage.state_dir / JOURNAL_FILE, on_commit=app[METRICS].journal_commit.observe
+    )
     await journal.open()
     requeued = await journal.requeue_running()
     app[AUDIT].info("journal.opened", path=str(journal.path), requeued=requeued)
@@ -82,18 +90,36 @@ async def _notifier_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+def make_runner(
+    cfg: Config,
+    session: aiohttp.ClientSession,
+    journal: Journal,
+    audit: AuditLog,
+    metrics: Metrics,
+    on_completed: Callable[[], None] | None = None,
+) -> JobRunner:
+    """How a job is run: the daemon's workers and ``cxstream fetch`` share this."""
+    tokens = TokenSource(session, cfg.cxone, on_refresh=metrics.token_refreshes.inc)
+    return JobRunner(
+        config=cfg,
+        client=CxoneClient(session, cfg.cxone, tokens),
+        journal=journal,
+        audit=audit,
+        metrics=metrics,
+        on_completed=on_completed,
+    )
+
+
 async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
-    session = app[SESSION]
-    client = CxoneClient(session, cfg.cxone, TokenSource(session, cfg.cxone))
     notifier = app.get(NOTIFIER)
-    runner = JobRunner(
-        config=cfg,
-        client=client,
-        journal=app[JOURNAL],
-        audit=app[AUDIT],
-        metrics=app[METRICS],
-        on_completed=None if notifier is None else notifier.wake,
+    runner = make_runner(
+        cfg,
+        app[SESSION],
+        app[JOURNAL],
+        app[AUDIT],
+        app[METRICS],
+        None if notifier is None else notifier.wake,
     )
     pool = WorkerPool(
         journal=app[JOURNAL], runner=runner, size=cfg.streams.concurrency, audit=app[AUDIT]
@@ -105,11 +131,12 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_app(config: Config, audit: AuditLog, metrics: Metrics) -> web.Application:
-    app = web.Application(middlewares=[never_500])
+    app = web.Application(middlewares=[metrics.timed(), never_500, queue_cap])
     app[CONFIG] = config
     app[AUDIT] = audit
     app[METRICS] = metrics
     app[LIFECYCLE] = Lifecycle()
+    app[ADMISSION] = Admission(config.streams.max_queued)
     app[SIGNER] = Webhook(config.webhook.secret.reveal())
     app.cleanup_ctx.extend([_journal_ctx, _session_ctx, _notifier_ctx, _workers_ctx])
     app.router.add_post("/webhooks/cxone", receive)
@@ -126,7 +153,10 @@ class StartError(Exception):
     """The daemon cannot start (a port taken, a directory it cannot create)."""
 
 
-async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
+async def serve(
+    config: Config, audit: AuditLog, stop: asyncio.Event, notify: SdNotify | None = None
+) -> None:
+    notify = notify or SdNotify({})
     for path in (config.storage.dir, config.storage.state_dir):
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -139,6 +169,11 @@ async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
     await runner.setup()
     admin_runner = web.AppRunner(build_admin_app(app), access_log=None, shutdown_timeout=1.0)
     await admin_runner.setup()
+    status = StatusReporter(
+        notify=notify, journal=app[JOURNAL], admission=app[ADMISSION], metrics=app[METRICS]
+    )
+    await status.tick()  # the queue's size before the first webhook is let in
+    reporting: asyncio.Task[None] | None = None
     try:
         hook = web.TCPSite(runner, config.webhook.listen.host, config.webhook.listen.port)
         admin = web.TCPSite(admin_runner, config.admin.listen.host, config.admin.listen.port)
@@ -155,7 +190,11 @@ async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
             admin=_bound(admin_runner),
             concurrency=config.streams.concurrency,
         )
+        # Both listeners bound and the journal open: only now is the service "up".
+        notify.notify("READY=1", f"STATUS={status.status()}")
+        reporting = asyncio.create_task(status.run(), name="cxstream-status")
         await stop.wait()
+        notify.notify("STOPPING=1", "STATUS=stopping: draining webhooks, checkpointing streams")
         life = app[LIFECYCLE]
         audit.info("daemon.stopping", inflight_webhooks=life.inflight)
         life.draining = True
@@ -167,6 +206,8 @@ async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
         )
         await asyncio.gather(app[POOL].stop(WORKER_STOP_S), grace)
     finally:
+        if reporting is not None:
+            reporting.cancel()
         await admin_runner.cleanup()
         await runner.cleanup()
     audit.info("daemon.stopped")
@@ -177,16 +218,27 @@ async def run(
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    notify = SdNotify()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if reopen_audit is not None:
-        loop.add_signal_handler(signal.SIGHUP, _reopen, reopen_audit)
-    await serve(config, audit, stop)
-
-
-def _reopen(reopen_audit: Callable[[], None]) -> None:
+    loop.add_signal_handler(signal.SIGHUP, _reload, notify, reopen_audit)
+    # From the first moment to the last: a start or a stop that hangs is a hang too.
+    watchdog = asyncio.create_task(notify.watchdog(), name="cxstream-watchdog")
     try:
-        reopen_audit()
+        await serve(config, audit, stop, notify)
+    finally:
+        watchdog.cancel()
+        notify.close()
+
+
+def _reload(notify: SdNotify, reopen_audit: Callable[[], None] | None) -> None:
+    """SIGHUP (``systemctl reload``, logrotate): reopen the audit file, nothing else."""
+    notify.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
+    try:
+        if reopen_audit is not None:
+            reopen_audit()
     except OSError as exc:
         # Keep writing to the old file rather than lose lines; say why on stderr.
         log.error("cannot reopen the audit file: %s", exc.strerror)
+    finally:
+        notify.notify("READY=1")

@@ -18,10 +18,12 @@ class TokenSource:
         session: aiohttp.ClientSession,
         config: CxoneConfig,
         clock: Callable[[], float] = time.monotonic,
+        on_refresh: Callable[[], object] | None = None,
     ) -> None:
         self._session = session
         self._config = config
         self._clock = clock
+        self._on_refresh = on_refresh  # counts new tokens (a metric)
         self._token: str | None = None
         self._expires_at = 0.0
         # One refresh at a time: eight loops waking on an expired token must
@@ -72,3 +74,5 @@ class TokenSource:
         margin = min(cfg.token_refresh_margin_s, ttl / 2)
         self._token = token
         self._expires_at = self._clock() + ttl - margin
+        if self._on_refresh is not None:
+            self._on_refresh()
