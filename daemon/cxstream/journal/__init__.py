@@ -5,9 +5,12 @@ from cxstream.journal.base import (
     Checkpoint,
     Enqueued,
     Job,
+    JobInfo,
     JobRequest,
+    JobState,
     Journal,
     JournalError,
+    JournalOps,
 )
 from cxstream.journal.sqlite import SqliteJournal
 
@@ -16,8 +19,11 @@ __all__ = [
     "Checkpoint",
     "Enqueued",
     "Job",
+    "JobInfo",
     "JobRequest",
+    "JobState",
     "Journal",
     "JournalError",
+    "JournalOps",
     "SqliteJournal",
 ]
