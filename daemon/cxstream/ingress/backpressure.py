@@ -4,8 +4,8 @@ The count lives in memory: each 202 adds one at once (a burst cannot overshoot
 the cap), and the journal corrects it (one indexed COUNT, ``refresh``) once a
 second, and again when a webhook would be refused (at most every
 ``recount_s`` while nothing was accepted): the gate reopens as soon as a
-worker takes a job, without a COUNT for every refused request of a flood. The cap holds up to the webhooks in flight
-at the same moment.
+worker takes a job, without a COUNT for every refused request of a flood.
+The cap holds up to the webhooks in flight at the same moment.
 
 A middleware rather than a line in the handler: the webhook's own checks
 stay where they are, and the refusal costs no body read and no signature check.
