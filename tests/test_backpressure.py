@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from cxstream.audit.log import audit_to
+from cxstream.ingress.auth import AUTHENTICATOR, BearerAuth
 from cxstream.ingress.backpressure import ADMISSION, Admission, queue_cap
 from cxstream.keys import AUDIT, JOURNAL, METRICS
 from cxstream.metrics import Metrics
@@ -48,6 +49,7 @@ async def test_each_202_counts_at_once_and_a_refusal_recounts() -> None:
     app[JOURNAL] = journal  # type: ignore[assignment]
     app[METRICS] = Metrics()
     app[AUDIT] = audit_to(trail := io.BytesIO())
+    app[AUTHENTICATOR] = BearerAuth("a-token-for-the-audit-line")
     app.router.add_post("/webhooks/cxone", accept)
     async with TestClient(TestServer(app)) as client:
         # Accepting costs no query; the cap counts the burst itself.

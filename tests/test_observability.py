@@ -81,8 +81,15 @@ def _value(text: str, name: str, **labels: str) -> float:
 async def test_scrape_has_the_on_call_metrics(scrape: str) -> None:
     assert _value(scrape, "cxstream_jobs_queued") == 0
     assert _value(scrape, "cxstream_jobs_oldest_queued_age_seconds") == 0
-    assert _value(scrape, "cxstream_storage_free_bytes", dir="storage") > 0
-    assert _value(scrape, "cxstream_storage_free_bytes", dir="state") > 0
+    free = {
+        s.labels["path"]: s.value
+        for f in text_string_to_metric_families(scrape)
+        for s in f.samples
+        if s.name == "cxstream_storage_free_bytes"
+    }
+    # storage.dir and storage.state_dir, each by its path.
+    assert len(free) == 2 and all(v > 0 for v in free.values()), free
+    assert _value(scrape, "cxstream_storage_paused") == 0
     assert _value(scrape, "cxstream_token_refreshes_total") >= 1
     assert _value(scrape, "cxstream_webhook_duration_seconds_count") >= 1
     # Enqueue, claim, checkpoints, completion: each a commit that wrote.
@@ -160,7 +167,7 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
 @needs_promtool
 def test_alert_rules_check_and_pass_their_unit_tests() -> None:
     done = _promtool("check", "rules", str(CONFIG / "prometheus-alerts.yml"))
-    assert done.returncode == 0 and "SUCCESS: 8 rules found" in done.stdout, done.stdout
+    assert done.returncode == 0 and "SUCCESS: 9 rules found" in done.stdout, done.stdout
     done = _promtool("test", "rules", str(CONFIG / "prometheus-alerts.test.yml"))
     assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
 

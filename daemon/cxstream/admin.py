@@ -1,14 +1,13 @@
 """The admin listener (contract §7): liveness, readiness and Prometheus metrics.
 
 ``/readyz`` runs every check in ``READY_CHECKS``, a name → coroutine map; a
-new condition (a disk below its minimum, say) is one more entry, passed to
+new condition is one more entry, passed to
 ``build_admin_app`` or added to ``CHECKS``, and shows by name in the answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cxstream.journal import JournalError
-from cxstream.keys import CONFIG, JOURNAL, LIFECYCLE, METRICS
+from cxstream.keys import CONFIG, GUARD, JOURNAL, LIFECYCLE, METRICS
 
 Check = Callable[[web.Application], Awaitable[bool]]
 READY_CHECKS = web.AppKey("ready_checks", dict[str, Check])
@@ -49,7 +48,16 @@ async def _storage(app: web.Application) -> bool:
     return await asyncio.to_thread(_writable, app[CONFIG].storage.dir)
 
 
-CHECKS: Mapping[str, Check] = {"listening": _listening, "journal": _journal, "storage": _storage}
+async def _disk_space(app: web.Application) -> bool:
+    return await app[GUARD].check()
+
+
+CHECKS: Mapping[str, Check] = {
+    "listening": _listening,
+    "journal": _journal,
+    "storage": _storage,
+    "disk_space": _disk_space,
+}
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -61,16 +69,9 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-def _free_bytes(path: Path) -> float | None:
-    try:
-        return float(shutil.disk_usage(path).free)
-    except OSError:
-        return None
-
-
 async def _refresh(app: web.Application) -> None:
-    """The gauges read at scrape time: cheap, indexed queries and one statvfs each."""
-    m, cfg, journal = app[METRICS], app[CONFIG], app[JOURNAL]
+    """The gauges read at scrape time: cheap, indexed queries and one statvfs per directory."""
+    m, journal = app[METRICS], app[JOURNAL]
     try:
         queued, oldest_at = await journal.queued()
         backlog, _ = await journal.backlog()
@@ -82,10 +83,8 @@ async def _refresh(app: web.Application) -> None:
         m.queued.set(queued)
         m.oldest_queued.set(0.0 if oldest_at is None else max(0.0, time.time() - oldest_at))
         m.backlog.set(backlog)
-    for name, path in (("storage", cfg.storage.dir), ("state", cfg.storage.state_dir)):
-        free = await asyncio.to_thread(_free_bytes, path)
-        if free is not None:
-            m.free_bytes.labels(dir=name).set(free)
+    # The guard sets cxstream_storage_free_bytes{path} as it probes (at most once a second).
+    await app[GUARD].check()
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -98,10 +97,12 @@ def build_admin_app(
     main: web.Application, extra_checks: Mapping[str, Check] | None = None
 ) -> web.Application:
     app = web.Application()
+    # Each key by name: a loop over AppKeys of different types defeats the checker.
     app[CONFIG] = main[CONFIG]
     app[JOURNAL] = main[JOURNAL]
     app[LIFECYCLE] = main[LIFECYCLE]
     app[METRICS] = main[METRICS]
+    app[GUARD] = main[GUARD]  # built with the workers, before the admin app
     app[READY_CHECKS] = {**CHECKS, **(extra_checks or {})}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -18,25 +18,36 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
-from standardwebhooks.webhooks import Webhook
 
 from cxstream import __version__
 from cxstream.admin import build_admin_app
 from cxstream.audit import AuditLog
 from cxstream.config import Config
-from cxstream.fetcher.cxone import CxoneClient
 from cxstream.fetcher.job import JobRunner
 from cxstream.fetcher.pool import WorkerPool
-from cxstream.fetcher.token import TokenSource
+from cxstream.fetcher.publish import Publisher
+from cxstream.fetcher.sources import make_source
 from cxstream.fetcher.transport import make_session
+from cxstream.ingress.auth import AUTHENTICATOR, authenticator_for
 from cxstream.ingress.backpressure import ADMISSION, Admission, queue_cap
-from cxstream.ingress.webhook import SIGNER, never_500, receive
+from cxstream.ingress.webhook import never_500, receive
 from cxstream.journal import Journal, SqliteJournal
-from cxstream.keys import AUDIT, CONFIG, JOURNAL, LIFECYCLE, METRICS, POOL, SESSION, Lifecycle
+from cxstream.keys import (
+    AUDIT,
+    CONFIG,
+    GUARD,
+    JOURNAL,
+    LIFECYCLE,
+    METRICS,
+    POOL,
+    SESSION,
+    Lifecycle,
+)
 from cxstream.metrics import Metrics
 from cxstream.notifier.archive import ArchiveNotifier
 from cxstream.sdnotify import SdNotify, monotonic_usec
 from cxstream.service import StatusReporter
+from cxstream.sink.space import DiskGuard
 
 NOTIFIER = web.AppKey("notifier", ArchiveNotifier)
 JOURNAL_FILE = "journal.sqlite3"
@@ -96,21 +107,26 @@ def make_runner(
     journal: Journal,
     audit: AuditLog,
     metrics: Metrics,
+    *,
     on_completed: Callable[[], None] | None = None,
+    on_enqueued: Callable[[], None] | None = None,
 ) -> JobRunner:
     """How a job is run: the daemon's workers and ``cxstream fetch`` share this."""
-    tokens = TokenSource(session, cfg.cxone, on_refresh=metrics.token_refreshes.inc)
     return JobRunner(
         config=cfg,
-        client=CxoneClient(session, cfg.cxone, tokens),
+        source=make_source(cfg, session, on_token=metrics.token_refreshes.inc),
         journal=journal,
         audit=audit,
         metrics=metrics,
-        on_completed=on_completed,
+        publisher=Publisher(
+            config=cfg, journal=journal, metrics=metrics, on_completed=on_completed
+        ),
+        on_enqueued=on_enqueued,
     )
 
 
-async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+def build_pool(app: web.Application) -> WorkerPool:
+    """The worker pool as the daemon runs it (tests build it too, without starting it)."""
     cfg = app[CONFIG]
     notifier = app.get(NOTIFIER)
     runner = make_runner(
@@ -119,12 +135,21 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
         app[JOURNAL],
         app[AUDIT],
         app[METRICS],
-        None if notifier is None else notifier.wake,
+        on_completed=None if notifier is None else notifier.wake,
+        on_enqueued=lambda: app[POOL].wake(),
     )
-    pool = WorkerPool(
-        journal=app[JOURNAL], runner=runner, size=cfg.streams.concurrency, audit=app[AUDIT]
+    return WorkerPool(
+        journal=app[JOURNAL],
+        runner=runner,
+        size=cfg.streams.concurrency,
+        audit=app[AUDIT],
+        metrics=app[METRICS],
+        guard=app[GUARD],
     )
-    app[POOL] = pool
+
+
+async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+    pool = app[POOL] = build_pool(app)
     pool.start()
     yield
     await pool.stop(WORKER_STOP_S)
@@ -137,7 +162,13 @@ def build_app(config: Config, audit: AuditLog, metrics: Metrics) -> web.Applicat
     app[METRICS] = metrics
     app[LIFECYCLE] = Lifecycle()
     app[ADMISSION] = Admission(config.streams.max_queued)
-    app[SIGNER] = Webhook(config.webhook.secret.reveal())
+    app[GUARD] = DiskGuard(
+        (config.storage.dir, config.storage.state_dir),
+        config.storage.min_free_bytes,
+        audit,
+        metrics,
+    )
+    app[AUTHENTICATOR] = authenticator_for(config.webhook)
     app.cleanup_ctx.extend([_journal_ctx, _session_ctx, _notifier_ctx, _workers_ctx])
     app.router.add_post("/webhooks/cxone", receive)
     return app

@@ -43,15 +43,21 @@ class Metrics:
         self.backlog = Gauge(
             "cxstream_archive_backlog", "Announcements not yet delivered", registry=r
         )
+        self.free_bytes = Gauge(
+            "cxstream_storage_free_bytes", "Free bytes where we write", ["path"], registry=r
+        )
+        self.storage_paused = Gauge(
+            "cxstream_storage_paused", "1 while fetching waits for disk space", registry=r
+        )
+        self.interrupted = Counter(
+            "cxstream_jobs_interrupted",
+            "Jobs handed back by an outage of ours (journal, disk)",
+            ["reason"],
+            registry=r,
+        )
         self.oldest_queued = Gauge(
             "cxstream_jobs_oldest_queued_age_seconds",
             "How long the longest-waiting queued job has waited (0 when none)",
-            registry=r,
-        )
-        self.free_bytes = Gauge(
-            "cxstream_storage_free_bytes",
-            "Free bytes for the daemon on the volume of storage.dir or storage.state_dir",
-            ["dir"],
             registry=r,
         )
         self.token_refreshes = Counter(

@@ -115,23 +115,27 @@ class SqliteJournalOps:
 
         def body(db: sqlite3.Connection) -> Job | JobState:
             row = db.execute(
-                "SELECT id, state, attempts, checkpoint, contact_id, codec, offsets, day"
-                " FROM jobs WHERE recording_id = ?",
+                "SELECT id, state, attempts, checkpoint, contact_id, codec, offsets, day,"
+                " original_name, scope, source_ref FROM jobs WHERE recording_id = ?",
                 (request.recording_id,),
             ).fetchone()
             if row is None:
                 cur = db.execute(
                     "INSERT INTO jobs (recording_id, webhook_id, contact_id, codec, offsets, day,"
-                    " state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                    " state, created_at, updated_at, original_name, scope, source_ref)"
+                    " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
                     (
                         request.recording_id,
-                        request.webhook_id,
+                        request.webhook_id or "",
                         request.contact_id,
                         request.codec,
                         offsets,
                         request.day,
                         now,
                         now,
+                        request.original_name,
+                        request.scope,
+                        request.source_ref,
                     ),
                 )
                 assert cur.lastrowid is not None
@@ -145,6 +149,9 @@ class SqliteJournalOps:
                     day=request.day,
                     attempts=0,
                     checkpoint=None,
+                    original_name=request.original_name,
+                    scope=request.scope,
+                    source_ref=request.source_ref,
                 )
             job_id, state = row[0], JobState(row[1])
             if state in (JobState.RUNNING, JobState.COMPLETED):
@@ -156,21 +163,32 @@ class SqliteJournalOps:
                     (now, job_id),
                 )
                 _run_started(db, job_id, now, None)
-                return Job(
-                    job_id, request.recording_id, row[4], row[5], _offsets(row[6]), row[7], 0, None
-                )
+                return _job(job_id, request.recording_id, row, 0, None)
             # Queued: run it here, exactly as a worker would have, checkpoint included.
             cp = None if row[3] is None else Checkpoint.from_json(orjson.loads(row[3]))
             db.execute(
                 "UPDATE jobs SET state = 'running', updated_at = ? WHERE id = ?", (now, job_id)
             )
             _run_started(db, job_id, now, cp)
-            return Job(
-                job_id, request.recording_id, row[4], row[5], _offsets(row[6]), row[7], row[2], cp
-            )
+            return _job(job_id, request.recording_id, row, row[2], cp)
 
         return await self._j._run(self._j._tx, body)
 
 
-def _offsets(raw: str | None) -> tuple[int, ...] | None:
-    return None if raw is None else tuple(orjson.loads(raw))
+def _job(
+    job_id: int, recording_id: str, row: tuple[Any, ...], attempts: int, cp: Checkpoint | None
+) -> Job:
+    """A Job from take()'s row: contact_id, codec, offsets, day, original_name, scope, ref."""
+    return Job(
+        id=job_id,
+        recording_id=recording_id,
+        contact_id=row[4],
+        codec=row[5],
+        offsets=None if row[6] is None else tuple(orjson.loads(row[6])),
+        day=row[7],
+        attempts=attempts,
+        checkpoint=cp,
+        original_name=row[8],
+        scope="contact" if row[9] == "contact" else "recording",
+        source_ref=row[10],
+    )

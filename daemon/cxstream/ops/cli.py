@@ -118,11 +118,10 @@ async def _dispatch(
     if args.command == "status":
         return await jobs.status(journal, ops, where=where, as_json=args.json, out=out)
     if args.command == "fetch":
+        from cxstream.config import secret_values
         from cxstream.ops.fetch import fetch
 
-        secrets = [cfg.webhook.secret.reveal(), cfg.cxone.client_secret.reveal()]
-        if cfg.archive.secret is not None:
-            secrets.append(cfg.archive.secret.reveal())
+        secrets = secret_values(cfg)
         return await fetch(
             cfg,
             journal,

@@ -22,8 +22,7 @@ import orjson
 from cxstream.audit.log import AuditFile, audit_to
 from cxstream.config import Config
 from cxstream.daemon import make_runner
-from cxstream.fetcher.errors import FetchError
-from cxstream.fetcher.job import JobRunner
+from cxstream.fetcher.source import Media, Source, Target
 from cxstream.fetcher.transport import make_session
 from cxstream.journal import Job, JobRequest, JobState, JournalOps, SqliteJournal
 from cxstream.metrics import Metrics
@@ -39,8 +38,7 @@ class _Screen:
     def __init__(self, err: TextIO, tty: bool, file: AuditFile | None) -> None:
         self.err, self.tty, self.file = err, tty, file
         self.bar = ""
-        self.codec: str | None = None
-        self.resumed = 0
+        self.resumed = 0  # bytes a resumed job already had, from recording.started
 
     def write(self, data: bytes) -> int:
         if self.file is not None:
@@ -48,7 +46,7 @@ class _Screen:
         with contextlib.suppress(orjson.JSONDecodeError):
             doc = orjson.loads(data)
             if doc.get("event") == "recording.started":
-                self.codec, self.resumed = doc.get("codec"), int(doc.get("resumed_bytes") or 0)
+                self.resumed = int(doc.get("resumed_bytes") or 0)
         if not self.tty:
             self.err.write(data.decode(errors="replace"))
             return len(data)
@@ -91,9 +89,7 @@ def _bar(done: float, total: int | None, rate: float, elapsed: float) -> str:
     return f"[{bar}] {part:6.1%}  {fmt.size(done)} of {fmt.size(total)}  {speed}  {clock}"
 
 
-async def _progress(
-    screen: _Screen, metrics: Metrics, totals: dict[str, int], started: float
-) -> None:
+async def _progress(screen: _Screen, metrics: Metrics, sized: _Sized, started: float) -> None:
     samples: list[tuple[float, float]] = []
     while True:
         now = time.monotonic()
@@ -101,8 +97,7 @@ async def _progress(
         samples = [s for s in samples if now - s[0] <= 3.0] + [(now, got)]
         window = samples[-1][0] - samples[0][0]
         rate = (samples[-1][1] - samples[0][1]) / window if window > 0 else 0.0
-        total = totals.get(screen.codec or "")
-        screen.draw(_bar(screen.resumed + got, total, rate, now - started))
+        screen.draw(_bar(screen.resumed + got, sized.total, rate, now - started))
         await asyncio.sleep(_REDRAW_S)
 
 
@@ -143,10 +138,10 @@ async def fetch(
         session = make_session(pool_size=4, connect_timeout_s=cfg.cxone.connect_timeout_s)
         async with session:
             runner = make_runner(cfg, session, journal, audit_to(screen, secrets), metrics)
+            runner.source = sized = _Sized(runner.source)
             drawing = None
             if tty:
-                totals = await _totals(runner, recording_id)
-                drawing = asyncio.create_task(_progress(screen, metrics, totals, time.monotonic()))
+                drawing = asyncio.create_task(_progress(screen, metrics, sized, time.monotonic()))
             try:
                 await runner.run(taken)
             finally:
@@ -172,11 +167,22 @@ async def fetch(
     return 0 if info.state is JobState.COMPLETED else 1
 
 
-async def _totals(runner: JobRunner, recording_id: str) -> dict[str, int]:
-    """Each codec's size, for the bar's 100 %: one metadata GET beside the job's own."""
-    try:
-        async with asyncio.timeout(runner.cfg.streams.idle_timeout_s):
-            meta = await runner.client.metadata(recording_id)
-    except (FetchError, TimeoutError):
-        return {}  # the job meets the same error and reports it properly
-    return {codec: info.bytes for codec, info in meta.codecs.items()}
+class _Sized:
+    """The runner's source, unchanged, noting the expected size of the media being
+    fetched: the bar's 100 %, without a request of its own."""
+
+    def __init__(self, inner: Source) -> None:
+        self._inner = inner
+        self.kind = inner.kind
+        self.total: int | None = None
+
+    async def resolve(self, job: Job) -> tuple[Target, ...]:
+        return await self._inner.resolve(job)
+
+    async def media(self, job: Job, target: Target, fmt: str) -> Media:
+        media = await self._inner.media(job, target, fmt)
+        self.total = media.expect.size or media.max_bytes
+        return media
+
+    def forget(self, job: Job) -> None:
+        self._inner.forget(job)
