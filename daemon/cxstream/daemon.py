@@ -114,7 +114,7 @@ def make_runner(
     """How a job is run: the daemon's workers and ``cxstream fetch`` share this."""
     return JobRunner(
         config=cfg,
-        source=make_source(cfg, session, on_token=metrics.token_refreshes.inc),
+        source=make_source(cfg, session, audit, metrics),
         journal=journal,
         audit=audit,
         metrics=metrics,
