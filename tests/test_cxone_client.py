@@ -131,7 +131,13 @@ async def rig() -> AsyncIterator[Rig]:
     )
     session = make_session(pool_size=4, connect_timeout_s=5)
     try:
-        yield Rig(upstream, CxoneClient(session, config, TokenSource(session, client_credentials(config), config.token_url)), base)
+        yield Rig(
+            upstream,
+            CxoneClient(
+                session, config, TokenSource(session, client_credentials(config), config.token_url)
+            ),
+            base,
+        )
     finally:
         await session.close()
         await server.close()

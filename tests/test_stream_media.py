@@ -33,7 +33,9 @@ async def client() -> AsyncIterator[CxoneClient]:
     )
     session = make_session(pool_size=1, connect_timeout_s=1)
     try:
-        yield CxoneClient(session, config, TokenSource(session, client_credentials(config), config.token_url))
+        yield CxoneClient(
+            session, config, TokenSource(session, client_credentials(config), config.token_url)
+        )
     finally:
         await session.close()
 

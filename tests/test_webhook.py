@@ -756,6 +756,12 @@ class _LockedJournal:
     async def counts(self) -> dict[str, int]:
         raise JournalError("OperationalError: database is locked")
 
+    async def queued(self) -> tuple[int, float | None]:
+        raise JournalError("OperationalError: database is locked")
+
+    async def backlog(self) -> tuple[int, float | None]:
+        raise JournalError("OperationalError: database is locked")
+
     async def healthy(self) -> bool:
         return False
 

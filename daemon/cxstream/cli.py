@@ -1,4 +1,4 @@
-"""``cxstream``: run, check-config, sim, demo, audit-report.
+"""``cxstream``: run, check-config, status, jobs, fetch, sim, demo, audit-report.
 
 Bad input is one line on stderr and exit status 2, never a traceback.
 """
@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from cxstream import __version__
 from cxstream.config import ConfigError
+from cxstream.ops import cli as ops_cli
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("audit-report", help="summarise an audit log per hour")
     report.add_argument("file", help="NDJSON audit file, '-' for stdin")
     report.add_argument("--json", action="store_true", help="JSON instead of a table")
+    ops_cli.add_parsers(sub)
     return parser
 
 
@@ -87,6 +89,8 @@ def _main(argv: list[str]) -> int:
     _diagnostics()
     if args.command in ("run", "check-config"):
         return _run(args.command, args.config)
+    if args.command in ops_cli.COMMANDS:
+        return ops_cli.main(args)
     if args.command == "demo":
         from cxstream.demo import main as demo_main
 

@@ -3,7 +3,9 @@
 Resources open and close through the web app's ``cleanup_ctx`` in data-path
 order (journal, HTTP session, notifier, workers) and close in reverse. A
 stop signal first turns the webhook to 503, then cancels the workers (each
-checkpoints under shield), then closes listeners and resources.
+checkpoints under shield), then closes listeners and resources. Under systemd
+(``Type=notify``) the daemon says READY=1 once both listeners are bound,
+pings the watchdog from the event loop, and says STOPPING=1 / RELOADING=1.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 
 from cxstream import __version__
@@ -26,8 +29,9 @@ from cxstream.fetcher.publish import Publisher
 from cxstream.fetcher.sources import make_source
 from cxstream.fetcher.transport import make_session
 from cxstream.ingress.auth import AUTHENTICATOR, authenticator_for
+from cxstream.ingress.backpressure import ADMISSION, Admission, queue_cap
 from cxstream.ingress.webhook import never_500, receive
-from cxstream.journal import JournalError, WakesWorkers, build_journal
+from cxstream.journal import Journal, JournalError, WakesWorkers, build_journal
 from cxstream.keys import (
     AUDIT,
     CONFIG,
@@ -42,6 +46,8 @@ from cxstream.keys import (
 from cxstream.listeners import GuardedSite
 from cxstream.metrics import Metrics
 from cxstream.notifier.archive import ArchiveNotifier
+from cxstream.sdnotify import SdNotify, monotonic_usec
+from cxstream.service import StatusReporter
 from cxstream.sink.space import DiskGuard
 
 NOTIFIER = web.AppKey("notifier", ArchiveNotifier)
@@ -55,14 +61,14 @@ log = logging.getLogger(__name__)
 
 
 async def _journal_ctx(app: web.Application) -> AsyncIterator[None]:
-    journal = build_journal(app[CONFIG])
+    journal: Journal = build_journal(app[CONFIG], on_commit=app[METRICS].journal_commit.observe)
     try:
         await journal.open()
         requeued = await journal.requeue_running()
     except JournalError as exc:
         await journal.close()
         raise StartError(f"journal: {exc}") from None
-    app[AUDIT].info("journal.opened", path=journal.location, requeued=requeued)
+    app[AUDIT].info("journal.opened", path=getattr(journal, "location", ""), requeued=requeued)
     app[JOURNAL] = journal
     yield
     await journal.close()
@@ -98,20 +104,41 @@ async def _notifier_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+def make_runner(
+    cfg: Config,
+    session: aiohttp.ClientSession,
+    journal: Journal,
+    audit: AuditLog,
+    metrics: Metrics,
+    *,
+    on_completed: Callable[[], None] | None = None,
+    on_enqueued: Callable[[], None] | None = None,
+) -> JobRunner:
+    """How a job is run: the daemon's workers and ``cxstream fetch`` share this."""
+    return JobRunner(
+        config=cfg,
+        source=make_source(cfg, session, audit, metrics),
+        journal=journal,
+        audit=audit,
+        metrics=metrics,
+        publisher=Publisher(
+            config=cfg, journal=journal, metrics=metrics, on_completed=on_completed
+        ),
+        on_enqueued=on_enqueued,
+    )
+
+
 def build_pool(app: web.Application) -> WorkerPool:
     """The worker pool as the daemon runs it (tests build it too, without starting it)."""
     cfg = app[CONFIG]
     notifier = app.get(NOTIFIER)
-    on_completed = None if notifier is None else notifier.wake
-    runner = JobRunner(
-        config=cfg,
-        source=make_source(cfg, app[SESSION], app[AUDIT], app[METRICS]),
-        journal=app[JOURNAL],
-        audit=app[AUDIT],
-        metrics=app[METRICS],
-        publisher=Publisher(
-            config=cfg, journal=app[JOURNAL], metrics=app[METRICS], on_completed=on_completed
-        ),
+    runner = make_runner(
+        cfg,
+        app[SESSION],
+        app[JOURNAL],
+        app[AUDIT],
+        app[METRICS],
+        on_completed=None if notifier is None else notifier.wake,
         on_enqueued=lambda: app[POOL].wake(),
     )
     return WorkerPool(
@@ -136,11 +163,12 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_app(config: Config, audit: AuditLog, metrics: Metrics) -> web.Application:
-    app = web.Application(middlewares=[never_500])
+    app = web.Application(middlewares=[metrics.timed(), never_500, queue_cap])
     app[CONFIG] = config
     app[AUDIT] = audit
     app[METRICS] = metrics
     app[LIFECYCLE] = Lifecycle()
+    app[ADMISSION] = Admission(config.streams.max_queued)
     app[GUARD] = DiskGuard(
         (config.storage.dir, config.storage.state_dir),
         config.storage.min_free_bytes,
@@ -163,7 +191,10 @@ class StartError(Exception):
     """The daemon cannot start (a port taken, a directory it cannot create)."""
 
 
-async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
+async def serve(
+    config: Config, audit: AuditLog, stop: asyncio.Event, notify: SdNotify | None = None
+) -> None:
+    notify = notify or SdNotify({})
     if config.storage.backend == "s3":
         # sink/s3.py is ready, but the fetcher does not publish through it yet:
         # refuse rather than silently write to storage.dir. (Lifted by that wiring.)
@@ -194,6 +225,11 @@ async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
         keepalive_timeout=admin_limits.keepalive_timeout_s + BACKSTOP_S,
     )
     await admin_runner.setup()
+    status = StatusReporter(
+        notify=notify, journal=app[JOURNAL], admission=app[ADMISSION], metrics=app[METRICS]
+    )
+    await status.tick()  # the queue's size before the first webhook is let in
+    reporting: asyncio.Task[None] | None = None
     try:
         listen = config.webhook.listen
         hook = GuardedSite(
@@ -221,7 +257,11 @@ async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
             admin=_bound(admin_runner),
             concurrency=config.streams.concurrency,
         )
+        # Both listeners bound and the journal open: only now is the service "up".
+        notify.notify("READY=1", f"STATUS={status.status()}")
+        reporting = asyncio.create_task(status.run(), name="cxstream-status")
         await stop.wait()
+        notify.notify("STOPPING=1", "STATUS=stopping: draining webhooks, checkpointing streams")
         life = app[LIFECYCLE]
         audit.info("daemon.stopping", inflight_webhooks=life.inflight)
         life.draining = True
@@ -233,6 +273,8 @@ async def serve(config: Config, audit: AuditLog, stop: asyncio.Event) -> None:
         )
         await asyncio.gather(app[POOL].stop(WORKER_STOP_S), grace)
     finally:
+        if reporting is not None:
+            reporting.cancel()
         await admin_runner.cleanup()
         await runner.cleanup()
     audit.info("daemon.stopped")
@@ -243,16 +285,27 @@ async def run(
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    notify = SdNotify()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if reopen_audit is not None:
-        loop.add_signal_handler(signal.SIGHUP, _reopen, reopen_audit)
-    await serve(config, audit, stop)
-
-
-def _reopen(reopen_audit: Callable[[], None]) -> None:
+    loop.add_signal_handler(signal.SIGHUP, _reload, notify, reopen_audit)
+    # From the first moment to the last: a start or a stop that hangs is a hang too.
+    watchdog = asyncio.create_task(notify.watchdog(), name="cxstream-watchdog")
     try:
-        reopen_audit()
+        await serve(config, audit, stop, notify)
+    finally:
+        watchdog.cancel()
+        notify.close()
+
+
+def _reload(notify: SdNotify, reopen_audit: Callable[[], None] | None) -> None:
+    """SIGHUP (``systemctl reload``, logrotate): reopen the audit file, nothing else."""
+    notify.notify("RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}")
+    try:
+        if reopen_audit is not None:
+            reopen_audit()
     except OSError as exc:
         # Keep writing to the old file rather than lose lines; say why on stderr.
         log.error("cannot reopen the audit file: %s", exc.strerror)
+    finally:
+        notify.notify("READY=1")

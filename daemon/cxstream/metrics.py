@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# A journal commit is one fsync: sub-millisecond on a good SSD, tens of ms on a busy disk.
+_COMMIT = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 _DURATION = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
@@ -66,3 +72,34 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.oldest_queued = Gauge(
+            "cxstream_jobs_oldest_queued_age_seconds",
+            "How long the longest-waiting queued job has waited (0 when none)",
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "cxstream_webhook_duration_seconds",
+            "Webhook handling time, from request to answer, every outcome",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.journal_commit = Histogram(
+            "cxstream_journal_commit_seconds",
+            "Journal COMMIT time (fsync included) of transactions that wrote",
+            buckets=_COMMIT,
+            registry=r,
+        )
+
+    def timed(self) -> Middleware:
+        """A middleware observing every webhook request's handling time."""
+        histogram = self.webhook_latency
+
+        @web.middleware
+        async def timing(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            try:
+                return await handler(request)
+            finally:
+                histogram.observe(time.perf_counter() - started)
+
+        return timing

@@ -124,7 +124,12 @@ def open_audit(path: str, secrets: Iterable[str] = ()) -> tuple[AuditLog, AuditF
         stream = sys.stdout.buffer
     else:
         owned = stream = AuditFile(path)
-    logger = structlog.wrap_logger(
+    return audit_to(stream, secrets), owned
+
+
+def audit_to(stream: Any, secrets: Iterable[str] = ()) -> AuditLog:
+    """The audit pipeline writing to any object with ``write(bytes)`` and ``flush()``."""
+    logger: AuditLog = structlog.wrap_logger(
         structlog.BytesLogger(stream),
         processors=[
             structlog.processors.add_log_level,
@@ -137,7 +142,7 @@ def open_audit(path: str, secrets: Iterable[str] = ()) -> tuple[AuditLog, AuditF
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         cache_logger_on_first_use=True,
     )
-    return logger, owned
+    return logger
 
 
 def close_audit(owned: AuditFile | None) -> None:

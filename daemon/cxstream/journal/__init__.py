@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cxstream.config import Config
@@ -10,9 +11,12 @@ from cxstream.journal.base import (
     Checkpoint,
     Enqueued,
     Job,
+    JobInfo,
     JobRequest,
+    JobState,
     Journal,
     JournalError,
+    JournalOps,
     LeaseLost,
     WakesWorkers,
 )
@@ -32,9 +36,12 @@ __all__ = [
     "Checkpoint",
     "Enqueued",
     "Job",
+    "JobInfo",
     "JobRequest",
+    "JobState",
     "Journal",
     "JournalError",
+    "JournalOps",
     "LeaseLost",
     "SqliteJournal",
     "WakesWorkers",
@@ -42,11 +49,16 @@ __all__ = [
 ]
 
 
-def build_journal(config: Config) -> SqliteJournal | PostgresJournal:
-    """The configured backend, not yet opened (``await journal.open()``)."""
+def build_journal(
+    config: Config, on_commit: Callable[[float], None] | None = None
+) -> SqliteJournal | PostgresJournal:
+    """The configured backend, not yet opened (``await journal.open()``).
+
+    ``on_commit`` hears each commit's latency (the SQLite journal's; PostgreSQL's
+    commits are the server's to time)."""
     jc = config.journal
     if jc.backend != "postgres":
-        return SqliteJournal(config.storage.state_dir / JOURNAL_FILE)
+        return SqliteJournal(config.storage.state_dir / JOURNAL_FILE, on_commit=on_commit)
     # Imported here: psycopg is an optional dependency (the `postgres` extra).
     from cxstream.journal.postgres import PostgresJournal
 

@@ -7,7 +7,7 @@ only way a job leaves the queue, so two workers can never hold the same job.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -126,6 +126,7 @@ class Announcement:
 
 
 class Journal(Protocol):
+    async def open(self) -> None: ...
     async def enqueue(self, request: JobRequest) -> Enqueued: ...
     async def requeue_running(self) -> int: ...
     async def claim(self) -> Job | None: ...
@@ -144,6 +145,7 @@ class Journal(Protocol):
     ) -> None: ...
     async def next_announcement_at(self) -> float | None: ...
     async def backlog(self) -> tuple[int, float | None]: ...
+    async def queued(self) -> tuple[int, float | None]: ...
     async def counts(self) -> dict[str, int]: ...
     async def healthy(self) -> bool: ...
     async def close(self) -> None: ...
@@ -155,3 +157,48 @@ class WakesWorkers(Protocol):
 
     def on_work(self, callback: Callable[[], None]) -> None: ...
     async def wait_for_work(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """One job as an operator sees it (``cxstream jobs``, ``cxstream status``).
+
+    ``offset`` is the durable part-file position of a job in progress (its
+    checkpoint), ``result`` the sidecar of a completed one. ``run_started_at``
+    and ``run_start_offset`` say when the current run claimed the job and
+    where it stood then, which is what a rate is computed from.
+    """
+
+    recording_id: str
+    state: JobState
+    attempts: int
+    error: str | None
+    contact_id: str | None
+    codec: str | None
+    day: str
+    created_at: float
+    updated_at: float
+    offset: int | None
+    result: dict[str, Any] | None
+    run_started_at: float | None
+    run_start_offset: int | None
+
+
+class JournalOps(Protocol):
+    """What the operations CLI asks of a journal, beside ``Journal``.
+
+    Each call is one short transaction, safe while a daemon uses the same journal.
+    """
+
+    async def jobs(
+        self, state: JobState | None, since: float | None, limit: int
+    ) -> list[JobInfo]: ...
+    async def job(self, recording_id: str) -> JobInfo | None: ...
+    async def count(self, state: JobState, since: float) -> int: ...
+    async def retry(self, recording_ids: Sequence[str] | None) -> list[str]:
+        """Re-queue these failed jobs (None: every failed job); the ids re-queued."""
+        ...
+
+    async def take(self, request: JobRequest) -> Job | JobState:
+        """Claim one recording now (queued, failed or new); else the state in the way."""
+        ...

@@ -75,6 +75,21 @@ class PgOutbox(PgBase):
 
         return await self._tx(body)
 
+    async def queued(self) -> tuple[int, float | None]:
+        """How many jobs wait, and since when (epoch seconds) the longest-waiting one has."""
+
+        async def body(conn: Conn) -> tuple[int, float | None]:
+            cur = await conn.execute(
+                "SELECT COUNT(*), EXTRACT(EPOCH FROM MIN(updated_at))::float8"
+                " FROM jobs WHERE state = 'queued'"
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return 0, None
+            return int(row[0]), None if row[1] is None else float(row[1])
+
+        return await self._tx(body)
+
     async def counts(self) -> dict[str, int]:
         async def body(conn: Conn) -> dict[str, int]:
             out = {state.value: 0 for state in JobState}

@@ -49,6 +49,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at    REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, id);
+-- The queue's size and age (back-pressure, metrics) and "failed in the last
+-- hour" read this index alone, however many completed jobs the table holds.
+CREATE INDEX IF NOT EXISTS jobs_state_updated ON jobs (state, updated_at);
+-- When the current run of a job began and where it stood: a rate for `cxstream status`.
+CREATE TABLE IF NOT EXISTS runs (
+    job_id        INTEGER PRIMARY KEY,
+    started_at    REAL NOT NULL,
+    start_offset  INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS webhooks (
     webhook_id    TEXT PRIMARY KEY,
     recording_id  TEXT NOT NULL,
@@ -83,10 +92,18 @@ _NO_WEBHOOK_ID = ""
 
 
 class SqliteJournal:
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], float] = time.time,
+        on_commit: Callable[[float], None] | None = None,
+    ) -> None:
         self.path = path
         self.location = str(path)
         self._clock = clock
+        # Told how long each writing COMMIT (the fsync) took: a slow disk shows
+        # here before it shows as slow webhooks. Called on the journal thread.
+        self._on_commit = on_commit
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
 
@@ -125,8 +142,13 @@ class SqliteJournal:
             raise sqlite3.ProgrammingError("journal is closed")
         db.execute("BEGIN IMMEDIATE")
         try:
+            before = db.total_changes
             out = body(db)
+            wrote = db.total_changes != before
+            started = time.perf_counter()
             db.execute("COMMIT")
+            if wrote and self._on_commit is not None:
+                self._on_commit(time.perf_counter() - started)
         except BaseException:
             # Also when COMMIT itself fails (SQLITE_BUSY): a transaction left
             # open would make every later BEGIN fail until a restart.
@@ -234,10 +256,12 @@ class SqliteJournal:
             ).fetchone()
             if row is None:
                 return None
+            now = self._clock()
             db.execute(
-                "UPDATE jobs SET state = 'running', updated_at = ? WHERE id = ?",
-                (self._clock(), row[0]),
+                "UPDATE jobs SET state = 'running', updated_at = ? WHERE id = ?", (now, row[0])
             )
+            cp = None if row[7] is None else Checkpoint.from_json(orjson.loads(row[7]))
+            _run_started(db, row[0], now, cp)
             return Job(
                 id=row[0],
                 recording_id=row[1],
@@ -246,7 +270,7 @@ class SqliteJournal:
                 offsets=None if row[4] is None else tuple(orjson.loads(row[4])),
                 day=row[5],
                 attempts=row[6],
-                checkpoint=None if row[7] is None else Checkpoint.from_json(orjson.loads(row[7])),
+                checkpoint=cp,
                 original_name=row[8],
                 scope="contact" if row[9] == "contact" else "recording",
                 source_ref=row[10],
@@ -362,6 +386,17 @@ class SqliteJournal:
 
     # -- observation ------------------------------------------------------
 
+    async def queued(self) -> tuple[int, float | None]:
+        """How many jobs wait, and since when the longest-waiting one has."""
+
+        def body(db: sqlite3.Connection) -> tuple[int, float | None]:
+            row = db.execute(
+                "SELECT COUNT(*), MIN(updated_at) FROM jobs WHERE state = 'queued'"
+            ).fetchone()
+            return row[0], row[1]
+
+        return await self._run(self._tx, body)
+
     async def counts(self) -> dict[str, int]:
         def body(db: sqlite3.Connection) -> dict[str, int]:
             out = {state.value: 0 for state in JobState}
@@ -385,3 +420,10 @@ class SqliteJournal:
             return await self._run(self._tx, body)
         except JournalError:
             return False
+
+
+def _run_started(db: sqlite3.Connection, job_id: int, now: float, cp: Checkpoint | None) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO runs (job_id, started_at, start_offset) VALUES (?, ?, ?)",
+        (job_id, now, 0 if cp is None else cp.offset),
+    )
