@@ -4,16 +4,24 @@
 crash, which is what "202 only once the job is durably recorded" promises.
 SQLite calls block, so they run on one dedicated thread: that serialises
 every transaction without a lock and keeps the event loop free.
+
+Webhook enqueues are group-committed: whatever enqueues are waiting when the
+thread gets to them run in one transaction with one fsync, so a burst of
+webhooks costs one disk flush per group instead of one per webhook, and each
+202 still waits for the commit that holds its job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +38,7 @@ from cxstream.journal.base import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -70,12 +79,48 @@ CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 """
 
 
+@dataclass(slots=True)
+class _Pending:
+    """One enqueue waiting for its group's commit."""
+
+    request: JobRequest
+    now: float
+    future: asyncio.Future[Enqueued]
+
+
+Outcomes = list[tuple[_Pending, Enqueued | JournalError]]
+
+
+def _resolve(group: asyncio.Future[Outcomes]) -> None:
+    """On the event loop, once the group's transaction is over: each caller's answer."""
+    if group.cancelled():
+        return
+    for pending, outcome in group.result():
+        if pending.future.done():
+            continue  # its caller was cancelled; the job is committed all the same
+        if isinstance(outcome, JournalError):
+            pending.future.set_exception(outcome)
+        else:
+            pending.future.set_result(outcome)
+
+
 class SqliteJournal:
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path, clock: Callable[[], float] = time.time, busy_timeout_s: float = 5.0
+    ) -> None:
         self.path = path
         self._clock = clock
+        self._busy_timeout_ms = int(busy_timeout_s * 1000)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
+        # Enqueues waiting for the journal thread, and whether a group job is
+        # already submitted to take them. The lock is held for a list append
+        # or swap only; it is what lets the thread take "everything waiting
+        # now" at the moment it starts, not when the job was submitted.
+        self._queue: list[_Pending] = []
+        self._group_submitted = False
+        self._queue_lock = threading.Lock()
+        self.enqueue_groups = 0  # transactions run for enqueues (observation only)
 
     # -- plumbing ---------------------------------------------------------
 
@@ -87,7 +132,7 @@ class SqliteJournal:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=5000")
+        db.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         db.executescript(_SCHEMA)
         self._db = db
 
@@ -134,59 +179,118 @@ class SqliteJournal:
     # -- jobs -------------------------------------------------------------
 
     async def enqueue(self, request: JobRequest) -> Enqueued:
-        now = self._clock()
+        """Durable before it returns: the job's group has committed (fsync'd) by then.
 
-        def body(db: sqlite3.Connection) -> Enqueued:
-            seen = db.execute(
-                "SELECT 1 FROM webhooks WHERE webhook_id = ?", (request.webhook_id,)
-            ).fetchone()
-            if seen:
-                return Enqueued.DUPLICATE
-            db.execute(
-                "INSERT INTO webhooks (webhook_id, recording_id, received_at) VALUES (?, ?, ?)",
-                (request.webhook_id, request.recording_id, now),
-            )
-            row = db.execute(
-                "SELECT state FROM jobs WHERE recording_id = ?", (request.recording_id,)
-            ).fetchone()
-            offsets = None if request.offsets is None else orjson.dumps(request.offsets).decode()
-            if row is None:
-                db.execute(
-                    "INSERT INTO jobs (recording_id, webhook_id, contact_id, codec, offsets, day,"
-                    " state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                    (
-                        request.recording_id,
-                        request.webhook_id,
-                        request.contact_id,
-                        request.codec,
-                        offsets,
-                        request.day,
-                        now,
-                        now,
-                    ),
-                )
-                return Enqueued.ACCEPTED
-            if row[0] == JobState.FAILED:
-                # A new notification for a dead-lettered recording is the
-                # operator's (or CXone's) way to say "try again": start afresh.
-                db.execute(
-                    "UPDATE jobs SET webhook_id = ?, contact_id = ?, codec = ?, offsets = ?,"
-                    " day = ?, state = 'queued', attempts = 0, last_error = NULL,"
-                    " checkpoint = NULL, updated_at = ? WHERE recording_id = ?",
-                    (
-                        request.webhook_id,
-                        request.contact_id,
-                        request.codec,
-                        offsets,
-                        request.day,
-                        now,
-                        request.recording_id,
-                    ),
-                )
-                return Enqueued.ACCEPTED
+        Group commit: calls that arrive while the journal thread is busy queue
+        up, and the thread runs every one waiting in ONE transaction with one
+        fsync. Each caller still learns its own outcome, and only after that
+        commit; if the group's transaction fails, every caller in it fails.
+        """
+        loop = asyncio.get_running_loop()
+        pending = _Pending(request, self._clock(), loop.create_future())
+        with self._queue_lock:
+            self._queue.append(pending)
+            submit, self._group_submitted = not self._group_submitted, True
+        if submit:
+            try:
+                group = loop.run_in_executor(self._executor, self._enqueue_group)
+            except RuntimeError:
+                # The executor is shut: the journal was closed under a late caller.
+                with self._queue_lock:
+                    self._queue.remove(pending)
+                    self._group_submitted = False
+                raise JournalError("journal is closed") from None
+            group.add_done_callback(_resolve)
+        return await pending.future
+
+    def _enqueue_group(self) -> Outcomes:
+        """On the journal thread: every enqueue waiting right now, in one transaction."""
+        with self._queue_lock:
+            group, self._queue = self._queue, []
+            self._group_submitted = False
+        if not group:
+            return []
+        self.enqueue_groups += 1
+        try:
+            outcomes = self._tx(lambda db: [self._enqueue_isolated(db, p) for p in group])
+        except Exception as exc:
+            # Never raise from here: the callers' futures are only in this list.
+            if not isinstance(exc, sqlite3.Error):
+                log.exception("journal enqueue group failed")
+            failed = JournalError(f"{exc.__class__.__name__}: {exc}")
+            return [(p, failed) for p in group]
+        return list(zip(group, outcomes, strict=True))
+
+    def _enqueue_isolated(
+        self, db: sqlite3.Connection, pending: _Pending
+    ) -> Enqueued | JournalError:
+        """One request inside the group's transaction, behind a savepoint: a request
+        whose own statements fail (a trigger, a constraint) fails alone."""
+        db.execute("SAVEPOINT enqueue")
+        try:
+            outcome = self._enqueue_one(db, pending.request, pending.now)
+        except sqlite3.Error as exc:
+            if not db.in_transaction:
+                # SQLite rolled the whole transaction back (disk full, I/O
+                # error): nothing of the group is left to commit.
+                raise
+            db.execute("ROLLBACK TO enqueue")
+            db.execute("RELEASE enqueue")
+            return JournalError(f"{exc.__class__.__name__}: {exc}")
+        db.execute("RELEASE enqueue")
+        return outcome
+
+    def _enqueue_one(self, db: sqlite3.Connection, request: JobRequest, now: float) -> Enqueued:
+        # Runs inside the group's transaction, after the requests before it in
+        # the same group: a repeat of one of them is a duplicate here as well.
+        seen = db.execute(
+            "SELECT 1 FROM webhooks WHERE webhook_id = ?", (request.webhook_id,)
+        ).fetchone()
+        if seen:
             return Enqueued.DUPLICATE
-
-        return await self._run(self._tx, body)
+        db.execute(
+            "INSERT INTO webhooks (webhook_id, recording_id, received_at) VALUES (?, ?, ?)",
+            (request.webhook_id, request.recording_id, now),
+        )
+        row = db.execute(
+            "SELECT state FROM jobs WHERE recording_id = ?", (request.recording_id,)
+        ).fetchone()
+        offsets = None if request.offsets is None else orjson.dumps(request.offsets).decode()
+        if row is None:
+            db.execute(
+                "INSERT INTO jobs (recording_id, webhook_id, contact_id, codec, offsets, day,"
+                " state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (
+                    request.recording_id,
+                    request.webhook_id,
+                    request.contact_id,
+                    request.codec,
+                    offsets,
+                    request.day,
+                    now,
+                    now,
+                ),
+            )
+            return Enqueued.ACCEPTED
+        if row[0] == JobState.FAILED:
+            # A new notification for a dead-lettered recording is the
+            # operator's (or CXone's) way to say "try again": start afresh.
+            db.execute(
+                "UPDATE jobs SET webhook_id = ?, contact_id = ?, codec = ?, offsets = ?,"
+                " day = ?, state = 'queued', attempts = 0, last_error = NULL,"
+                " checkpoint = NULL, updated_at = ? WHERE recording_id = ?",
+                (
+                    request.webhook_id,
+                    request.contact_id,
+                    request.codec,
+                    offsets,
+                    request.day,
+                    now,
+                    request.recording_id,
+                ),
+            )
+            return Enqueued.ACCEPTED
+        return Enqueued.DUPLICATE
 
     async def requeue_running(self) -> int:
         def body(db: sqlite3.Connection) -> int:
