@@ -29,6 +29,7 @@ from cxstream.fetcher.transport import make_session
 from cxstream.ingress.webhook import SIGNER, never_500, receive
 from cxstream.journal import SqliteJournal
 from cxstream.keys import AUDIT, CONFIG, JOURNAL, LIFECYCLE, METRICS, POOL, SESSION, Lifecycle
+from cxstream.looplag import loop_lag_ctx
 from cxstream.metrics import Metrics
 from cxstream.notifier.archive import ArchiveNotifier
 
@@ -111,7 +112,7 @@ def build_app(config: Config, audit: AuditLog, metrics: Metrics) -> web.Applicat
     app[METRICS] = metrics
     app[LIFECYCLE] = Lifecycle()
     app[SIGNER] = Webhook(config.webhook.secret.reveal())
-    app.cleanup_ctx.extend([_journal_ctx, _session_ctx, _notifier_ctx, _workers_ctx])
+    app.cleanup_ctx.extend([loop_lag_ctx, _journal_ctx, _session_ctx, _notifier_ctx, _workers_ctx])
     app.router.add_post("/webhooks/cxone", receive)
     return app
 
