@@ -137,9 +137,15 @@ class BenchDaemon:
     """``cxstream run`` as a subprocess whose audit trail is a file."""
 
     def __init__(
-        self, tmp: Path, sim: Sim, env: dict[str, str] | None = None, **overrides: Any
+        self,
+        tmp: Path,
+        sim: Sim,
+        env: dict[str, str] | None = None,
+        python_args: tuple[str, ...] = (),
+        **overrides: Any,
     ) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
+        self.python_args = python_args  # e.g. ("-m", "cProfile", "-o", "out.prof")
         self.tmp = tmp
         self.audit_path = tmp / "audit.ndjson"
         overrides.setdefault("archive", {"url": ""})
@@ -158,7 +164,8 @@ class BenchDaemon:
         return self.proc.pid
 
     async def start(self, timeout_s: float = 30.0) -> BenchDaemon:
-        argv = [sys.executable, "-m", "cxstream", "run", "--config", str(self.config)]
+        argv = [sys.executable, *self.python_args, "-m", "cxstream", "run"]
+        argv += ["--config", str(self.config)]
         with open(self.tmp / "stderr.txt", "wb") as err:
             # Popen, not asyncio's: /proc and wait4 want a plain pid, and starting is quick.
             self.proc = subprocess.Popen(  # noqa: ASYNC220
