@@ -1,4 +1,4 @@
-"""Group commit in the SQLite journal: many enqueues, one transaction, each caller's own answer.
+"""Group commit in the SQLite journal: many writes, one transaction, each caller's own answer.
 
 Every test runs on a real SQLite file. To make a group of a known shape, a
 second connection holds the database's write lock: the journal thread then
@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
 
 from cxstream.journal import Enqueued, JobRequest, JournalError, SqliteJournal
@@ -57,10 +58,10 @@ async def held_thread(journal: SqliteJournal) -> AsyncIterator[asyncio.Task[Enqu
     """
     other = sqlite3.connect(journal.path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
-    groups = journal.enqueue_groups
+    groups = journal.groups
     lead = asyncio.create_task(journal.enqueue(request("lead")))
     try:
-        await until(lambda: journal.enqueue_groups == groups + 1)
+        await until(lambda: journal.groups == groups + 1)
         yield lead
         # Every task created in the block takes its first step (the queue
         # append) before this one resumes: asyncio runs ready callbacks in order.
@@ -89,7 +90,7 @@ async def test_concurrent_enqueues_get_their_own_outcome_within_and_across_group
         assert outcome in (Enqueued.ACCEPTED, Enqueued.DUPLICATE)
     assert set(accepted.values()) == {1}, "each recording accepted exactly once"
     # Grouped: far fewer transactions than calls.
-    assert journal.enqueue_groups < len(calls) // 3
+    assert journal.groups < len(calls) // 3
     # Across groups: every repeat, later, is a duplicate; nothing more was queued.
     again = await asyncio.gather(*(journal.enqueue(c) for c in calls[:50]))
     assert set(again) == {Enqueued.DUPLICATE}
@@ -117,7 +118,7 @@ async def test_a_repeat_inside_the_same_group_is_a_duplicate(journal: SqliteJour
         Enqueued.DUPLICATE,
         Enqueued.ACCEPTED,
     ]
-    assert journal.enqueue_groups == 2  # the lead's group, then all five together
+    assert journal.groups == 2  # the lead's group, then all five together
 
 
 async def test_a_group_that_cannot_commit_fails_every_caller_and_keeps_none(
@@ -160,6 +161,35 @@ async def test_a_request_whose_own_statement_fails_fails_alone(journal: SqliteJo
     with sqlite3.connect(journal.path) as db:
         ids = {row[0] for row in db.execute("SELECT webhook_id FROM webhooks")}
     assert ids == {"msg-lead", "msg-a", "msg-b"}
+
+
+async def test_claims_checkpoints_and_enqueues_share_a_group_and_fail_alone(
+    journal: SqliteJournal,
+) -> None:
+    await journal.enqueue(request("bad"))
+    await journal.enqueue(request("good"))
+    with sqlite3.connect(journal.path, isolation_level=None) as other:
+        # A checkpoint no reader can parse: claiming this job is a bug-class error.
+        other.execute("UPDATE jobs SET checkpoint = '{not json' WHERE recording_id = 'bad'")
+    other.close()
+    groups = journal.groups
+    async with held_thread(journal):
+        tasks = [
+            asyncio.create_task(journal.claim()),  # takes "bad" (lowest id) and fails
+            asyncio.create_task(journal.enqueue(request("new"))),
+            asyncio.create_task(journal.save_progress(2, 1, None, "stalled")),  # "good"
+            asyncio.create_task(journal.counts()),
+        ]
+    bad, new, saved, counts = await asyncio.gather(*tasks, return_exceptions=True)
+    assert journal.groups == groups + 2  # the lead's group, then these four together
+    assert isinstance(bad, orjson.JSONDecodeError)  # a bug surfaces as itself, not a 503
+    assert new is Enqueued.ACCEPTED and saved is None
+    # Read in the same transaction, after the units before it: the failed
+    # claim left "bad" queued; bad, good, lead and new are waiting.
+    assert isinstance(counts, dict) and counts["queued"] == 4 and counts["running"] == 0
+    with sqlite3.connect(journal.path) as db:
+        rows = dict(db.execute("SELECT recording_id, last_error FROM jobs"))
+    assert rows["good"] == "stalled" and rows["bad"] is None
 
 
 async def test_a_closed_journal_refuses_enqueues(journal: SqliteJournal) -> None:

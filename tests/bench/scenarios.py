@@ -154,15 +154,20 @@ async def archive(
                 sender = _start_sender(daemon, ingest)
             if profile is not None:
                 spy = _start_py_spy(daemon.pid, profile)
-            sim0, cpu0, t0 = cpu_s(sim.pid), cpu_s(daemon.pid), time.time()
-            if sender is not None:
-                sender.go()
-            await post_all(daemon, ids)
-            last = await wait_completed(daemon, ids, timeout_s=600)
-            cpu1, sim1 = cpu_s(daemon.pid), cpu_s(sim.pid)
+            async with aiohttp.ClientSession() as http:
+                m0 = await daemon.metrics(http)
+                sim0, cpu0, t0 = cpu_s(sim.pid), cpu_s(daemon.pid), time.time()
+                if sender is not None:
+                    sender.go()
+                await post_all(daemon, ids)
+                last = await wait_completed(daemon, ids, timeout_s=600)
+                cpu1, sim1 = cpu_s(daemon.pid), cpu_s(sim.pid)
+                m1 = await daemon.metrics(http)
+            out["daemon_lag_p99_ms"] = 1000 * lag_quantile(m0, m1, 0.99)
             if sender is not None:
                 # Only the webhooks answered while the archive ran count.
                 out.update(await asyncio.to_thread(sender.result, (t0, last)))
+                out.update(journal_ms(daemon, (t0, last)))
             out["daemon_wall_s"] = last - t0
             out["daemon_cpu_s"] = cpu1 - cpu0
             out["daemon_peak_rss_mib"] = status_kib(daemon.pid, "VmHWM") / 1024
@@ -256,6 +261,19 @@ class _Sender:
         }
 
 
+def journal_ms(daemon: BenchDaemon, window: tuple[float, float] | None = None) -> dict[str, float]:
+    """How long the journal held each accepted webhook (its group's transaction and
+    fsync, and the wait for the thread), from the ``webhook.accepted`` lines."""
+    lines = [e for e in daemon.find("webhook.accepted") if e["recording_id"].startswith("wh")]
+    if window is not None:
+        lines = [e for e in lines if window[0] <= iso_ts(e) <= window[1]]
+    values = [float(e["journal_ms"]) for e in lines]
+    return {
+        "ingest_journal_p50_ms": percentile(values, 50),
+        "ingest_journal_p99_ms": percentile(values, 99),
+    }
+
+
 def _start_sender(daemon: BenchDaemon, size: IngestSize) -> _Sender:
     argv = [sys.executable, "-m", "tests.bench.sender", "--url", daemon.webhook_url]
     argv += ["--secret", WEBHOOK_SECRET, "--count", str(size.webhooks)]
@@ -285,6 +303,8 @@ async def ingest(tmp: Path, size: IngestSize) -> dict[str, float]:
             sender.go()
             out = await asyncio.to_thread(sender.result)
             out["ingest_daemon_cpu_s"] = cpu_s(daemon.pid) - cpu0
+            out["ingest_daemon_cpu_us_each"] = 1e6 * out["ingest_daemon_cpu_s"] / size.webhooks
+            out.update(journal_ms(daemon))
         finally:
             daemon.stop()
     return out

@@ -3,25 +3,20 @@
 ``synchronous=FULL`` makes a commit durable against power loss, not just a
 crash, which is what "202 only once the job is durably recorded" promises.
 SQLite calls block, so they run on one dedicated thread: that serialises
-every transaction without a lock and keeps the event loop free.
-
-Webhook enqueues are group-committed: whatever enqueues are waiting when the
-thread gets to them run in one transaction with one fsync, so a burst of
-webhooks costs one disk flush per group instead of one per webhook, and each
-202 still waits for the commit that holds its job.
+every transaction without a lock and keeps the event loop free. Writes are
+group-committed (``journal/group.py``): whatever is waiting when the thread
+gets to it, webhooks, claims and checkpoints alike, runs in one transaction
+with one fsync, and each caller hears back only after that commit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,9 +31,9 @@ from cxstream.journal.base import (
     JobState,
     JournalError,
 )
+from cxstream.journal.group import GroupCommit
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -79,31 +74,6 @@ CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 """
 
 
-@dataclass(slots=True)
-class _Pending:
-    """One enqueue waiting for its group's commit."""
-
-    request: JobRequest
-    now: float
-    future: asyncio.Future[Enqueued]
-
-
-Outcomes = list[tuple[_Pending, Enqueued | JournalError]]
-
-
-def _resolve(group: asyncio.Future[Outcomes]) -> None:
-    """On the event loop, once the group's transaction is over: each caller's answer."""
-    if group.cancelled():
-        return
-    for pending, outcome in group.result():
-        if pending.future.done():
-            continue  # its caller was cancelled; the job is committed all the same
-        if isinstance(outcome, JournalError):
-            pending.future.set_exception(outcome)
-        else:
-            pending.future.set_result(outcome)
-
-
 class SqliteJournal:
     def __init__(
         self, path: Path, clock: Callable[[], float] = time.time, busy_timeout_s: float = 5.0
@@ -113,14 +83,14 @@ class SqliteJournal:
         self._busy_timeout_ms = int(busy_timeout_s * 1000)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
-        # Enqueues waiting for the journal thread, and whether a group job is
-        # already submitted to take them. The lock is held for a list append
-        # or swap only; it is what lets the thread take "everything waiting
-        # now" at the moment it starts, not when the job was submitted.
-        self._queue: list[_Pending] = []
-        self._group_submitted = False
-        self._queue_lock = threading.Lock()
-        self.enqueue_groups = 0  # transactions run for enqueues (observation only)
+        self._group = GroupCommit(self._executor, lambda: self._db)
+        # Every method below is one unit of work in some group's transaction.
+        self._write = self._group.run
+
+    @property
+    def groups(self) -> int:
+        """Transactions committed (or tried) so far: fewer than calls when grouped."""
+        return self._group.groups
 
     # -- plumbing ---------------------------------------------------------
 
@@ -148,22 +118,6 @@ class SqliteJournal:
             # The executor is shut: the journal was closed under a late caller.
             raise JournalError("journal is closed") from None
 
-    def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._db
-        if db is None:
-            raise sqlite3.ProgrammingError("journal is closed")
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            out = body(db)
-            db.execute("COMMIT")
-        except BaseException:
-            # Also when COMMIT itself fails (SQLITE_BUSY): a transaction left
-            # open would make every later BEGIN fail until a restart.
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        return out
-
     async def close(self) -> None:
         if self._db is None:
             return
@@ -179,118 +133,65 @@ class SqliteJournal:
     # -- jobs -------------------------------------------------------------
 
     async def enqueue(self, request: JobRequest) -> Enqueued:
-        """Durable before it returns: the job's group has committed (fsync'd) by then.
+        """Durable when it returns: its group's transaction has committed (fsync'd).
 
-        Group commit: calls that arrive while the journal thread is busy queue
-        up, and the thread runs every one waiting in ONE transaction with one
-        fsync. Each caller still learns its own outcome, and only after that
-        commit; if the group's transaction fails, every caller in it fails.
+        Grouped with whatever else waits for the journal: a repeat of a request
+        earlier in the same group is a duplicate here too, as the statements
+        see the group's own writes.
         """
-        loop = asyncio.get_running_loop()
-        pending = _Pending(request, self._clock(), loop.create_future())
-        with self._queue_lock:
-            self._queue.append(pending)
-            submit, self._group_submitted = not self._group_submitted, True
-        if submit:
-            try:
-                group = loop.run_in_executor(self._executor, self._enqueue_group)
-            except RuntimeError:
-                # The executor is shut: the journal was closed under a late caller.
-                with self._queue_lock:
-                    self._queue.remove(pending)
-                    self._group_submitted = False
-                raise JournalError("journal is closed") from None
-            group.add_done_callback(_resolve)
-        return await pending.future
+        now = self._clock()
 
-    def _enqueue_group(self) -> Outcomes:
-        """On the journal thread: every enqueue waiting right now, in one transaction."""
-        with self._queue_lock:
-            group, self._queue = self._queue, []
-            self._group_submitted = False
-        if not group:
-            return []
-        self.enqueue_groups += 1
-        try:
-            outcomes = self._tx(lambda db: [self._enqueue_isolated(db, p) for p in group])
-        except Exception as exc:
-            # Never raise from here: the callers' futures are only in this list.
-            if not isinstance(exc, sqlite3.Error):
-                log.exception("journal enqueue group failed")
-            failed = JournalError(f"{exc.__class__.__name__}: {exc}")
-            return [(p, failed) for p in group]
-        return list(zip(group, outcomes, strict=True))
-
-    def _enqueue_isolated(
-        self, db: sqlite3.Connection, pending: _Pending
-    ) -> Enqueued | JournalError:
-        """One request inside the group's transaction, behind a savepoint: a request
-        whose own statements fail (a trigger, a constraint) fails alone."""
-        db.execute("SAVEPOINT enqueue")
-        try:
-            outcome = self._enqueue_one(db, pending.request, pending.now)
-        except sqlite3.Error as exc:
-            if not db.in_transaction:
-                # SQLite rolled the whole transaction back (disk full, I/O
-                # error): nothing of the group is left to commit.
-                raise
-            db.execute("ROLLBACK TO enqueue")
-            db.execute("RELEASE enqueue")
-            return JournalError(f"{exc.__class__.__name__}: {exc}")
-        db.execute("RELEASE enqueue")
-        return outcome
-
-    def _enqueue_one(self, db: sqlite3.Connection, request: JobRequest, now: float) -> Enqueued:
-        # Runs inside the group's transaction, after the requests before it in
-        # the same group: a repeat of one of them is a duplicate here as well.
-        seen = db.execute(
-            "SELECT 1 FROM webhooks WHERE webhook_id = ?", (request.webhook_id,)
-        ).fetchone()
-        if seen:
+        def body(db: sqlite3.Connection) -> Enqueued:
+            seen = db.execute(
+                "SELECT 1 FROM webhooks WHERE webhook_id = ?", (request.webhook_id,)
+            ).fetchone()
+            if seen:
+                return Enqueued.DUPLICATE
+            db.execute(
+                "INSERT INTO webhooks (webhook_id, recording_id, received_at) VALUES (?, ?, ?)",
+                (request.webhook_id, request.recording_id, now),
+            )
+            row = db.execute(
+                "SELECT state FROM jobs WHERE recording_id = ?", (request.recording_id,)
+            ).fetchone()
+            offsets = None if request.offsets is None else orjson.dumps(request.offsets).decode()
+            if row is None:
+                db.execute(
+                    "INSERT INTO jobs (recording_id, webhook_id, contact_id, codec, offsets, day,"
+                    " state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                    (
+                        request.recording_id,
+                        request.webhook_id,
+                        request.contact_id,
+                        request.codec,
+                        offsets,
+                        request.day,
+                        now,
+                        now,
+                    ),
+                )
+                return Enqueued.ACCEPTED
+            if row[0] == JobState.FAILED:
+                # A new notification for a dead-lettered recording is the
+                # operator's (or CXone's) way to say "try again": start afresh.
+                db.execute(
+                    "UPDATE jobs SET webhook_id = ?, contact_id = ?, codec = ?, offsets = ?,"
+                    " day = ?, state = 'queued', attempts = 0, last_error = NULL,"
+                    " checkpoint = NULL, updated_at = ? WHERE recording_id = ?",
+                    (
+                        request.webhook_id,
+                        request.contact_id,
+                        request.codec,
+                        offsets,
+                        request.day,
+                        now,
+                        request.recording_id,
+                    ),
+                )
+                return Enqueued.ACCEPTED
             return Enqueued.DUPLICATE
-        db.execute(
-            "INSERT INTO webhooks (webhook_id, recording_id, received_at) VALUES (?, ?, ?)",
-            (request.webhook_id, request.recording_id, now),
-        )
-        row = db.execute(
-            "SELECT state FROM jobs WHERE recording_id = ?", (request.recording_id,)
-        ).fetchone()
-        offsets = None if request.offsets is None else orjson.dumps(request.offsets).decode()
-        if row is None:
-            db.execute(
-                "INSERT INTO jobs (recording_id, webhook_id, contact_id, codec, offsets, day,"
-                " state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (
-                    request.recording_id,
-                    request.webhook_id,
-                    request.contact_id,
-                    request.codec,
-                    offsets,
-                    request.day,
-                    now,
-                    now,
-                ),
-            )
-            return Enqueued.ACCEPTED
-        if row[0] == JobState.FAILED:
-            # A new notification for a dead-lettered recording is the
-            # operator's (or CXone's) way to say "try again": start afresh.
-            db.execute(
-                "UPDATE jobs SET webhook_id = ?, contact_id = ?, codec = ?, offsets = ?,"
-                " day = ?, state = 'queued', attempts = 0, last_error = NULL,"
-                " checkpoint = NULL, updated_at = ? WHERE recording_id = ?",
-                (
-                    request.webhook_id,
-                    request.contact_id,
-                    request.codec,
-                    offsets,
-                    request.day,
-                    now,
-                    request.recording_id,
-                ),
-            )
-            return Enqueued.ACCEPTED
-        return Enqueued.DUPLICATE
+
+        return await self._write(body)
 
     async def requeue_running(self) -> int:
         def body(db: sqlite3.Connection) -> int:
@@ -300,7 +201,7 @@ class SqliteJournal:
             )
             return cur.rowcount
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     async def claim(self) -> Job | None:
         def body(db: sqlite3.Connection) -> Job | None:
@@ -325,7 +226,7 @@ class SqliteJournal:
                 checkpoint=None if row[7] is None else Checkpoint.from_json(orjson.loads(row[7])),
             )
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     async def save_progress(
         self, job_id: int, attempts: int, checkpoint: Checkpoint | None, error: str | None
@@ -339,7 +240,7 @@ class SqliteJournal:
                 (attempts, cp, error, self._clock(), job_id),
             )
 
-        await self._run(self._tx, body)
+        await self._write(body)
 
     async def release(self, job_id: int) -> None:
         def body(db: sqlite3.Connection) -> None:
@@ -349,7 +250,7 @@ class SqliteJournal:
                 (self._clock(), job_id),
             )
 
-        await self._run(self._tx, body)
+        await self._write(body)
 
     async def complete(
         self, job_id: int, attempts: int, result: dict[str, Any], announcement: bytes | None
@@ -370,7 +271,7 @@ class SqliteJournal:
                     (f"msg_{uuid.uuid4().hex}", result["recordingId"], announcement, now, now),
                 )
 
-        await self._run(self._tx, body)
+        await self._write(body)
 
     async def fail(self, job_id: int, attempts: int, error: str) -> None:
         def body(db: sqlite3.Connection) -> None:
@@ -380,7 +281,7 @@ class SqliteJournal:
                 (attempts, error, self._clock(), job_id),
             )
 
-        await self._run(self._tx, body)
+        await self._write(body)
 
     # -- archive outbox ---------------------------------------------------
 
@@ -393,7 +294,7 @@ class SqliteJournal:
             ).fetchall()
             return [Announcement(*row) for row in rows]
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     async def delivered(self, announcement_id: int) -> None:
         def body(db: sqlite3.Connection) -> None:
@@ -402,7 +303,7 @@ class SqliteJournal:
                 (self._clock(), announcement_id),
             )
 
-        await self._run(self._tx, body)
+        await self._write(body)
 
     async def reschedule(
         self, announcement_id: int, attempts: int, next_at: float, error: str
@@ -413,7 +314,7 @@ class SqliteJournal:
                 (attempts, next_at, error, announcement_id),
             )
 
-        await self._run(self._tx, body)
+        await self._write(body)
 
     async def next_announcement_at(self) -> float | None:
         def body(db: sqlite3.Connection) -> float | None:
@@ -422,7 +323,7 @@ class SqliteJournal:
             ).fetchone()
             return None if row is None else row[0]
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     async def backlog(self) -> tuple[int, float | None]:
         def body(db: sqlite3.Connection) -> tuple[int, float | None]:
@@ -431,7 +332,7 @@ class SqliteJournal:
             ).fetchone()
             return row[0], row[1]
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     # -- observation ------------------------------------------------------
 
@@ -446,7 +347,7 @@ class SqliteJournal:
             out["archive_backlog"] = backlog
             return out
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     async def healthy(self) -> bool:
         def body(db: sqlite3.Connection) -> bool:
@@ -455,6 +356,6 @@ class SqliteJournal:
             return True
 
         try:
-            return await self._run(self._tx, body)
+            return await self._write(body)
         except JournalError:
             return False
