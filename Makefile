@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint format bench clean
 
 install: $(STAMP)
 
@@ -20,6 +20,11 @@ demo: install
 lint: install
 	$(BIN)/ruff check daemon tests
 	$(BIN)/ruff format --check daemon tests
+	$(BIN)/mypy --strict daemon
+
+format: install
+	$(BIN)/ruff check --fix daemon tests
+	$(BIN)/ruff format daemon tests
 
 test: install lint
 	$(BIN)/pytest -q

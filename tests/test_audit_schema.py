@@ -77,12 +77,26 @@ VALID: dict[str, dict[str, Any]] = {
         codec=None,
         offsets=None,
         journal_ms=2.23,
+        scope="recording",
+        original_name=None,
+        auth="standard-webhooks",
+        peer="127.0.0.1",
     ),
     "webhook.duplicate": _line(
-        "info", "webhook.duplicate", webhook_id="msg_demo_rec-0004", recording_id="rec-0004"
+        "info",
+        "webhook.duplicate",
+        webhook_id="msg_demo_rec-0004",
+        recording_id="rec-0004",
+        auth="standard-webhooks",
+        peer="127.0.0.1",
     ),
     "webhook.ignored": _line(
-        "info", "webhook.ignored", webhook_id="msg_2b1", type="recording.deleted"
+        "info",
+        "webhook.ignored",
+        webhook_id="msg_2b1",
+        type="recording.deleted",
+        auth="standard-webhooks",
+        peer="10.1.2.3",
     ),
     "webhook.rejected": _line(
         "warning",
@@ -91,6 +105,8 @@ VALID: dict[str, dict[str, Any]] = {
         reason="no matching signature found",
         webhook_id="msg_2b2",
         remote="10.1.2.3",
+        auth="standard-webhooks",
+        peer="10.1.2.3",
     ),
     "recording.started": _line(
         "info",
@@ -188,6 +204,24 @@ VALID: dict[str, dict[str, Any]] = {
         status=406,
         error="codec_unavailable",
     ),
+    "job.enqueued": _line(
+        "info", "job.enqueued", recording_id="c-77", job="rec-a1", ref="a1", outcome="accepted"
+    ),
+    "recording.expanded": _line(
+        "info", "recording.expanded", recording_id="c-77", jobs=["rec-a1", "rec-a2"]
+    ),
+    "recording.interrupted": _line(
+        "warning", "recording.interrupted", recording_id="rec-1", reason="disk_full"
+    ),
+    "storage.paused": _line(
+        "warning",
+        "storage.paused",
+        reason="low_space",
+        path="/var/lib/cxstream/recordings",
+        free_bytes=1024,
+        min_free_bytes=268435456,
+    ),
+    "storage.resumed": _line("info", "storage.resumed", paused_s=12.5),
 }
 
 # Other shapes the code writes: the second call site of an event, the other branch.
@@ -238,6 +272,18 @@ VARIANTS: list[dict[str, Any]] = [
         reason="body over 1048576 bytes",
         webhook_id=None,
         remote=None,
+        auth="basic",
+        peer=None,
+    ),
+    _line(
+        "warning",
+        "webhook.rejected",
+        status=403,
+        reason="peer address not allowed",
+        webhook_id=None,
+        remote="::ffff:192.0.2.7",
+        auth="bearer",
+        peer="192.0.2.7",
     ),
     _line(
         "info",
@@ -248,6 +294,33 @@ VARIANTS: list[dict[str, Any]] = [
         codec="pcm",
         offsets=[15, 45, 60],
         journal_ms=0.41,
+        scope="recording",
+        original_name=None,
+        auth="standard-webhooks",
+        peer="::1",
+    ),
+    # ingress, an unsigned (bearer/basic) webhook for a whole contact, its id mapped.
+    _line(
+        "info",
+        "webhook.accepted",
+        webhook_id=None,
+        recording_id="c_77-9f86d081884c7d65",
+        contact_id="c/77",
+        codec=None,
+        offsets=None,
+        journal_ms=1.2,
+        scope="contact",
+        original_name="c/77",
+        auth="bearer",
+        peer="10.0.0.5",
+    ),
+    _line(
+        "info",
+        "webhook.duplicate",
+        webhook_id=None,
+        recording_id="c-77",
+        auth="basic",
+        peer="10.0.0.5",
     ),
     _line(
         "info",
@@ -421,6 +494,10 @@ def test_a_line_without_ts_level_or_event_fails(field: str) -> None:
         ("webhook.accepted", {"offsets": []}),
         ("webhook.accepted", {"offsets": [0, -15]}),
         ("webhook.rejected", {"status": 202}),
+        ("webhook.rejected", {"auth": "none"}),
+        ("webhook.accepted", {"scope": "conversation"}),
+        ("webhook.accepted", {"auth": "Bearer"}),
+        ("webhook.duplicate", {"peer": 10}),
         ("archive.delivered", {"status": 500}),
         ("archive.delivered", {"status": None}),
         ("archive.backlog", {"pending": 2.5}),

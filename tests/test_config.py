@@ -21,8 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cxstream.config import Config, ConfigError, HostPort, Secret, load
+from cxstream.config import Config, ConfigError, HostPort, Secret, load, secret_values
 from tests.harness import ARCHIVE_SECRET, CLIENT_SECRET, WEBHOOK_SECRET, write_config
+from tests.ingress import BASIC, PASSWORD, TOKEN, USER
 
 FAKE_SIM = SimpleNamespace(
     base_url="http://127.0.0.1:9/api",
@@ -33,7 +34,14 @@ FAKE_SIM = SimpleNamespace(
 NOT_WHSEC = "plain-secret-value-that-must-not-leak-7f3a"
 BAD_B64 = "whsec_" + "not*base64*but*still*secret*7f3a"
 SHORT = "whsec_" + base64.b64encode(b"too-short").decode()
+SHORT_TOKEN = "short-tok-7f3a"  # under 16 characters
+SPACED_TOKEN = "a token with spaces 7f3a"
 SECRETS = (
+    TOKEN,
+    PASSWORD,
+    BASIC,
+    SHORT_TOKEN,
+    SPACED_TOKEN,
     WEBHOOK_SECRET,
     WEBHOOK_SECRET.removeprefix("whsec_"),
     ARCHIVE_SECRET,
@@ -102,7 +110,7 @@ def test_valid_file(tmp_path: Path) -> None:
     path = _config(tmp_path)
     cfg = load(path, {})
     assert isinstance(cfg, Config)
-    assert cfg.source == str(path)
+    assert cfg.origin == str(path)
     assert cfg.webhook.listen == HostPort("127.0.0.1", 0)
     assert cfg.webhook.secret.reveal() == WEBHOOK_SECRET
     assert cfg.webhook.max_body_bytes == 64 * 1024
@@ -236,6 +244,77 @@ def test_repr_holds_no_secret(tmp_path: Path) -> None:
     assert f"{cfg.webhook.secret}" == "Secret('**********')"
 
 
+# -- webhook authentication modes, allow_from, [source] (contract §8, §9) ------------
+
+
+def test_defaults_keep_todays_behaviour(tmp_path: Path) -> None:
+    cfg = load(_config(tmp_path), {})
+    assert cfg.webhook.auth == "standard-webhooks"
+    assert (cfg.webhook.token, cfg.webhook.user, cfg.webhook.password) == (None, "", None)
+    assert cfg.webhook.allow_from == ()
+    assert (cfg.source.kind, cfg.source.not_ready_grace_s) == ("cxone-stream", 900.0)
+
+
+def test_bearer_needs_a_token_and_no_webhook_secret(tmp_path: Path) -> None:
+    path = _drop(_config(tmp_path, webhook={"auth": "bearer", "token": TOKEN}), "webhook", "secret")
+    cfg = load(path, {})
+    assert cfg.webhook.auth == "bearer" and cfg.webhook.secret is None
+    assert cfg.webhook.token is not None and cfg.webhook.token.reveal() == TOKEN
+    assert TOKEN in secret_values(cfg) and WEBHOOK_SECRET not in secret_values(cfg)
+    _no_secret(repr(cfg))
+
+
+def test_basic_needs_a_user_and_a_password(tmp_path: Path) -> None:
+    path = _config(tmp_path, webhook={"auth": "basic", "user": USER, "password": PASSWORD})
+    cfg = load(_drop(path, "webhook", "secret"), {})
+    assert (cfg.webhook.auth, cfg.webhook.user) == ("basic", USER)
+    assert cfg.webhook.password is not None and cfg.webhook.password.reveal() == PASSWORD
+    # The Basic header's own form is masked too, should it ever be quoted.
+    assert {PASSWORD, BASIC} <= set(secret_values(cfg))
+
+
+def test_static_credentials_from_files_credentials_and_the_environment(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "token").write_text(TOKEN + "\n")
+    (files / "password").write_text(PASSWORD + "\n")
+    bearer = _config(tmp_path, webhook={"auth": "bearer", "token_file": str(files / "token")})
+    assert load(_drop(bearer, "webhook", "secret"), {}).webhook.token == Secret(TOKEN)
+    # The environment outranks the file, in either form.
+    other = "another-bearer-token-for-tests-99"
+    cfg = load(bearer, {"CXSTREAM_WEBHOOK_TOKEN": other})
+    assert cfg.webhook.token == Secret(other)
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "webhook_token").write_text(TOKEN)
+    (creds / "webhook_password").write_text(PASSWORD)
+    bare = _drop(_config(tmp_path, webhook={"auth": "bearer"}), "webhook", "secret")
+    env = {"CREDENTIALS_DIRECTORY": str(creds)}
+    assert load(bare, env).webhook.token == Secret(TOKEN)
+    env |= {"CXSTREAM_WEBHOOK_AUTH": "basic", "CXSTREAM_WEBHOOK_USER": USER}
+    assert load(bare, env).webhook.password == Secret(PASSWORD)
+    env = {"CXSTREAM_WEBHOOK_AUTH": "basic", "CXSTREAM_WEBHOOK_USER": USER,
+           "CXSTREAM_WEBHOOK_PASSWORD_FILE": str(files / "password")}  # fmt: skip
+    assert load(bare, env).webhook.password == Secret(PASSWORD)
+
+
+def test_allow_from_in_either_family_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    path = _config(tmp_path, webhook={"allow_from": ["10.0.0.0/8", "192.0.2.7", "fd00::/8"]})
+    cfg = load(path, {})
+    assert [str(n) for n in cfg.webhook.allow_from] == ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]
+    env = {"CXSTREAM_WEBHOOK_ALLOW_FROM": " 127.0.0.0/8 , ::1 "}
+    assert [str(n) for n in load(path, env).webhook.allow_from] == ["127.0.0.0/8", "::1/128"]
+    assert load(path, {"CXSTREAM_WEBHOOK_ALLOW_FROM": ""}).webhook.allow_from == ()
+
+
+def test_source_kind_and_grace(tmp_path: Path) -> None:
+    path = _config(tmp_path, source={"kind": "genesys", "not_ready_grace_s": 60})
+    cfg = load(path, {})
+    assert (cfg.source.kind, cfg.source.not_ready_grace_s) == ("genesys", 60.0)
+    env = {"CXSTREAM_SOURCE_KIND": "cxone-playback"}
+    assert load(path, env).source.kind == "cxone-playback"
+
+
 # -- bad configurations ---------------------------------------------------------
 
 
@@ -317,6 +396,33 @@ BAD = [
         text=f'[webhook]\nsecret = "{WEBHOOK_SECRET}"\nsecret = "{NOT_WHSEC}"\n'.encode()),
     Bad("toml-not-utf8", "config", text=b'[webhook]\nsecret = "whsec_\xff\xfe"\n'),
     Bad("file-missing", "config", missing=True),
+    Bad("auth-unknown", "webhook.auth", {"webhook": {"auth": "hmac"}}),
+    Bad("auth-env-unknown", "webhook.auth", env={"CXSTREAM_WEBHOOK_AUTH": "Bearer"}),
+    Bad("bearer-without-token", "webhook.token", {"webhook": {"auth": "bearer"}}),
+    Bad("bearer-token-short", "webhook.token",
+        {"webhook": {"auth": "bearer", "token": SHORT_TOKEN}}),
+    Bad("bearer-token-spaces", "webhook.token",
+        {"webhook": {"auth": "bearer", "token": SPACED_TOKEN}}),
+    Bad("bearer-token-not-string", "webhook.token", {"webhook": {"auth": "bearer", "token": 7}}),
+    Bad("bearer-token-file-missing", "webhook.token_file",
+        {"webhook": {"auth": "bearer", "token_file": "/nonexistent/cxstream/token"}}),
+    Bad("basic-without-user", "webhook.user", {"webhook": {"auth": "basic", "password": PASSWORD}}),
+    Bad("basic-user-colon", "webhook.user",
+        {"webhook": {"auth": "basic", "user": "a:b", "password": PASSWORD}}),
+    Bad("basic-without-password", "webhook.password", {"webhook": {"auth": "basic", "user": USER}}),
+    Bad("basic-password-short", "webhook.password",
+        {"webhook": {"auth": "basic", "user": USER, "password": SHORT_TOKEN}}),
+    Bad("standard-without-secret", "webhook.secret", {"webhook": {"token": TOKEN}},
+        drop=(("webhook", "secret"),)),
+    Bad("allow-from-not-cidr", "webhook.allow_from", {"webhook": {"allow_from": ["10.0.0.300/8"]}}),
+    Bad("allow-from-host-bits", "webhook.allow_from", {"webhook": {"allow_from": ["10.0.0.1/8"]}}),
+    Bad("allow-from-not-list", "webhook.allow_from", {"webhook": {"allow_from": 10}}),
+    Bad("allow-from-item-number", "webhook.allow_from", {"webhook": {"allow_from": [10]}}),
+    Bad("allow-from-env-hostname", "webhook.allow_from",
+        env={"CXSTREAM_WEBHOOK_ALLOW_FROM": "10.0.0.0/8,proxy.example.com"}),
+    Bad("source-kind-unknown", "source.kind", {"source": {"kind": "avaya"}}),
+    Bad("source-grace-negative", "source.not_ready_grace_s", {"source": {"not_ready_grace_s": -1}}),
+    Bad("source-unknown-key", "source.formats", {"source": {"formats": ["WAV"]}}),
 ]  # fmt: skip
 
 

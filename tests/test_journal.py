@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,80 @@ async def test_a_closed_journal_is_unhealthy_not_a_crash(journal: SqliteJournal)
     assert not await journal.healthy()
     with pytest.raises(JournalError, match="closed"):
         await journal.enqueue(request("late"))
+
+
+async def test_an_unsigned_request_is_idempotent_on_its_name_alone(
+    journal: SqliteJournal,
+) -> None:
+    """Bearer/basic webhooks carry no webhook-id: the job's name decides."""
+    unsigned = JobRequest(
+        webhook_id=None,
+        recording_id="c-77",
+        contact_id="c-77",
+        codec=None,
+        offsets=None,
+        day="2026/11/24",
+        scope="contact",
+    )
+    assert await journal.enqueue(unsigned) is Enqueued.ACCEPTED
+    assert await journal.enqueue(unsigned) is Enqueued.DUPLICATE  # queued
+    job = await journal.claim()
+    assert job is not None and (job.recording_id, job.scope) == ("c-77", "contact")
+    assert await journal.enqueue(unsigned) is Enqueued.DUPLICATE  # running
+    await journal.fail(job.id, 1, "not_ready")
+    assert await journal.enqueue(unsigned) is Enqueued.ACCEPTED  # a failed one, again
+    # A signed request for another name still records its id; the unsigned ones none.
+    assert await journal.enqueue(request("r-signed", "msg-1")) is Enqueued.ACCEPTED
+    await journal.close()
+    db = sqlite3.connect(journal.path)
+    try:
+        assert db.execute("SELECT webhook_id FROM webhooks").fetchall() == [("msg-1",)]
+        rows = db.execute("SELECT recording_id, webhook_id FROM jobs ORDER BY id").fetchall()
+        assert rows == [("c-77", ""), ("r-signed", "msg-1")]
+    finally:
+        db.close()
+
+
+async def test_original_name_and_scope_reach_the_worker(journal: SqliteJournal) -> None:
+    await journal.enqueue(
+        request("conv_1-0123456789abcdef", original_name="conv/1", scope="contact")
+    )
+    job = await journal.claim()
+    assert job is not None
+    assert (job.original_name, job.scope) == ("conv/1", "contact")
+
+
+# The jobs table as the first release created it, before original_name and scope.
+_OLD_JOBS = """
+CREATE TABLE jobs (
+    id INTEGER PRIMARY KEY, recording_id TEXT NOT NULL UNIQUE, webhook_id TEXT NOT NULL,
+    contact_id TEXT, codec TEXT, offsets TEXT, day TEXT NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, checkpoint TEXT, result TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL
+);
+INSERT INTO jobs (recording_id, webhook_id, day, state, created_at, updated_at)
+VALUES ('rec-old', 'msg-old', '2026/11/23', 'queued', 0, 0);
+"""
+
+
+async def test_an_old_journal_gains_the_new_columns_and_keeps_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(_OLD_JOBS)
+    db.close()
+    for _ in range(2):  # the second open finds the columns there already
+        journal = SqliteJournal(path)
+        await journal.open()
+        await journal.close()
+    journal = SqliteJournal(path)
+    await journal.open()
+    try:
+        old = await journal.claim()
+        assert old is not None and old.recording_id == "rec-old"
+        assert (old.scope, old.original_name) == ("recording", None)
+        new = request("x_y-0123456789abcdef", original_name="x/y", scope="contact")
+        assert await journal.enqueue(new) is Enqueued.ACCEPTED
+        job = await journal.claim()
+        assert job is not None and (job.original_name, job.scope) == ("x/y", "contact")
+    finally:
+        await journal.close()

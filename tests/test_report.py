@@ -77,6 +77,10 @@ def _trail() -> list[bytes]:
                 codec=None,
                 offsets=None,
                 journal_ms=1.2,
+                scope="recording",
+                original_name=None,
+                auth="standard-webhooks",
+                peer="10.1.2.3",
             )
         )
         lines.append(_completed(ts.replace(":00.", ":30."), rid, 1000 * k, 1.5 * k))

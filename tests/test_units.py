@@ -19,7 +19,7 @@ import pytest
 from cxstream.fetcher.errors import Backoff, Stalled, parse_retry_after
 from cxstream.fetcher.transport import _keepalive_socket
 from cxstream.fetcher.watchdog import Watchdog
-from cxstream.formats import ogg, wav
+from cxstream.formats import ogg, registry, wav
 from cxstream.sink.digest import DigestHeaderError, parse_repr_digest
 from cxstream.sink.part import ContainerError, PartFile
 
@@ -102,7 +102,7 @@ def test_client_sockets_have_keepalive() -> None:
 async def test_part_file_resume_rehashes_and_truncates(tmp_path: Path) -> None:
     final = tmp_path / "rec.wav"
     first, second = os.urandom(5000), os.urandom(3000)
-    part = PartFile(final, "pcm")
+    part = PartFile(final, registry.PCM)
     await part.create()
     await part.write(first)
     part.begin_batch()
@@ -113,7 +113,7 @@ async def test_part_file_resume_rehashes_and_truncates(tmp_path: Path) -> None:
     await part.sync()
     await part.close()
 
-    again = PartFile(final, "pcm")
+    again = PartFile(final, registry.PCM)
     assert await again.resume(*cp)
     assert again.batch_bytes == 1000
     await again.write(second[1000:])
@@ -129,7 +129,7 @@ async def test_part_file_resume_rehashes_and_truncates(tmp_path: Path) -> None:
 
 async def test_part_file_refuses_a_broken_ogg_page(tmp_path: Path) -> None:
     seg = (Path(ogg.__file__).parent.parent / "sim" / "audio" / "seg0.opus").read_bytes()
-    part = PartFile(tmp_path / "rec.opus", "opus")
+    part = PartFile(tmp_path / "rec.opus", registry.OPUS)
     await part.create()
     rotten = bytearray(seg)
     rotten[5000] ^= 0xFF
@@ -143,7 +143,7 @@ async def test_part_file_refuses_a_broken_ogg_page(tmp_path: Path) -> None:
 
 
 async def test_restart_batch_rolls_back_both_hashes(tmp_path: Path) -> None:
-    part = PartFile(tmp_path / "rec.wav", "pcm")
+    part = PartFile(tmp_path / "rec.wav", registry.PCM)
     await part.create()
     await part.write(b"\x01\x00" * 100)
     part.begin_batch()

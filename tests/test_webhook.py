@@ -36,13 +36,15 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from cxstream.admin import build_admin_app
+from cxstream.audit.log import open_audit
 from cxstream.config import load
 from cxstream.ingress.event import EventError, parse_event
 from cxstream.journal import JobRequest, JournalError
-from cxstream.keys import CONFIG, JOURNAL, LIFECYCLE, METRICS, Lifecycle
+from cxstream.keys import CONFIG, GUARD, JOURNAL, LIFECYCLE, METRICS, Lifecycle
 from cxstream.metrics import Metrics
 from cxstream.sim.server import SimServer
 from cxstream.sim.spec import recording_from_dict
+from cxstream.sink.space import DiskGuard
 from tests.harness import (
     ARCHIVE_SECRET,
     CLIENT_ID,
@@ -767,6 +769,7 @@ async def test_metrics_survive_a_journal_that_cannot_answer(env: Env, tmp_path: 
     main[JOURNAL] = _LockedJournal()  # type: ignore[assignment]
     main[LIFECYCLE] = Lifecycle(listening=True)
     main[METRICS] = metrics = Metrics()
+    main[GUARD] = DiskGuard((config.storage.dir,), 0, open_audit("-")[0], metrics)
     metrics.webhooks.labels(outcome="accepted").inc()
     async with TestClient(TestServer(build_admin_app(main))) as client:
         resp = await client.get("/metrics")
@@ -782,6 +785,7 @@ async def test_metrics_survive_a_journal_that_cannot_answer(env: Env, tmp_path: 
             "listening": True,
             "journal": False,
             "storage": True,
+            "disk_space": True,
         }
         assert (await client.get("/healthz")).status == 200
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cxstream.journal import JournalError
-from cxstream.keys import CONFIG, JOURNAL, LIFECYCLE, METRICS
+from cxstream.keys import CONFIG, GUARD, JOURNAL, LIFECYCLE, METRICS
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -32,6 +32,7 @@ async def readyz(request: web.Request) -> web.Response:
         "listening": life.listening and not life.draining,
         "journal": await app[JOURNAL].healthy(),
         "storage": await asyncio.to_thread(_writable, cfg.storage.dir),
+        "disk_space": await app[GUARD].check(),
     }
     ok = all(checks.values())
     return web.json_response(
@@ -57,8 +58,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 def build_admin_app(main: web.Application) -> web.Application:
     app = web.Application()
-    for key in (CONFIG, JOURNAL, LIFECYCLE, METRICS):
-        app[key] = main[key]  # type: ignore[index]
+    # Each key by name: a loop over AppKeys of different types defeats the checker.
+    app[CONFIG] = main[CONFIG]
+    app[JOURNAL] = main[JOURNAL]
+    app[LIFECYCLE] = main[LIFECYCLE]
+    app[METRICS] = main[METRICS]
+    app[GUARD] = main[GUARD]  # built with the workers, before the admin app
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -107,16 +107,13 @@ def _run(command: str, path: str | None) -> int:
         print(f"cxstream: config: {exc}", file=sys.stderr)
         return 2
     if command == "check-config":
-        print(f"cxstream: config ok: {cfg.source}", file=sys.stderr)
+        print(f"cxstream: config ok: {cfg.origin}", file=sys.stderr)
         return 0
     from cxstream.audit.log import close_audit, open_audit
     from cxstream.daemon import StartError, run
 
-    secrets = [cfg.webhook.secret.reveal(), cfg.cxone.client_secret.reveal()]
-    if cfg.archive.secret is not None:
-        secrets.append(cfg.archive.secret.reveal())
     try:
-        audit, owned = open_audit(cfg.audit.path, secrets)
+        audit, owned = open_audit(cfg.audit.path, config_mod.secret_values(cfg))
     except OSError as exc:
         print(f"cxstream: config: audit.path: cannot open: {exc.strerror}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import math
 import os
 import re
@@ -21,7 +22,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-CODECS = ("opus", "pcm")
+from cxstream.formats.registry import STREAM_CODECS as CODECS
+
+AUTH_MODES = ("standard-webhooks", "bearer", "basic")
+SOURCE_KINDS = ("cxone-stream", "cxone-playback", "genesys")
+# Shorter static credentials are guessable; a signature secret is checked by its own rule.
+MIN_CREDENTIAL_CHARS = 16
+# RFC 6750's b64token: what a Bearer header may carry without quoting.
+_B64TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(Exception):
@@ -70,10 +80,15 @@ class HostPort:
 @dataclass(frozen=True, slots=True)
 class WebhookConfig:
     listen: HostPort
-    secret: Secret
+    secret: Secret | None  # set, and only used, with auth = "standard-webhooks"
     max_body_bytes: int = 64 * 1024
     body_timeout_s: float = 10.0
     drain_grace_s: float = 1.0
+    auth: str = "standard-webhooks"
+    token: Secret | None = None  # auth = "bearer"
+    user: str = ""  # auth = "basic"
+    password: Secret | None = None  # auth = "basic"
+    allow_from: tuple[IPNetwork, ...] = ()  # empty: any peer
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +100,8 @@ class CxoneConfig:
     codecs: tuple[str, ...]
     connect_timeout_s: float = 10.0
     token_refresh_margin_s: float = 60.0
+    max_control_bytes: int = 1024 * 1024
+    max_segments: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +120,7 @@ class StreamsConfig:
 class StorageConfig:
     dir: Path
     state_dir: Path
+    min_free_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +144,14 @@ class AdminConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """Which platform API the fetcher speaks (contract §8)."""
+
+    kind: str = "cxone-stream"
+    not_ready_grace_s: float = 900.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     webhook: WebhookConfig
     cxone: CxoneConfig
@@ -134,7 +160,8 @@ class Config:
     archive: ArchiveConfig
     audit: AuditConfig
     admin: AdminConfig
-    source: str = field(default="<defaults>", compare=False)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    origin: str = field(default="<defaults>", compare=False)  # the file read, for messages
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -143,11 +170,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_body_bytes": 65536,
         "body_timeout_s": 10.0,
         "drain_grace_s": 1.0,
+        "auth": "standard-webhooks",
+        "user": "",
+        "allow_from": [],
     },
+    "source": {"kind": "cxone-stream", "not_ready_grace_s": 900.0},
     "cxone": {
         "codecs": ["opus", "pcm"],
         "connect_timeout_s": 10.0,
         "token_refresh_margin_s": 60.0,
+        "max_control_bytes": 1024 * 1024,
+        "max_segments": 20_000,
     },
     "streams": {
         "concurrency": 8,
@@ -159,7 +192,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "checkpoint_bytes": 4 * 1024 * 1024,
         "chunk_bytes": 64 * 1024,
     },
-    "storage": {"dir": "/var/lib/cxstream/recordings", "state_dir": "/var/lib/cxstream/state"},
+    "storage": {
+        "dir": "/var/lib/cxstream/recordings",
+        "state_dir": "/var/lib/cxstream/state",
+        "min_free_bytes": 256 * 1024 * 1024,
+    },
     "archive": {
         "url": "",
         "timeout_s": 30.0,
@@ -170,7 +207,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "audit": {"path": "-"},
     "admin": {"listen": "127.0.0.1:8602"},
 }
-SECRETS = {("webhook", "secret"), ("cxone", "client_secret"), ("archive", "secret")}
+SECRETS = {
+    ("webhook", "secret"),
+    ("webhook", "token"),
+    ("webhook", "password"),
+    ("cxone", "client_secret"),
+    ("archive", "secret"),
+}
 _ENV_PREFIX = "CXSTREAM_"
 
 
@@ -311,6 +354,60 @@ class _Section:
             raise ConfigError(self.key(key), "must decode to at least 16 bytes")
         return Secret(value)
 
+    def choice(self, key: str, allowed: tuple[str, ...]) -> str:
+        value = self.string(key).strip()
+        if value not in allowed:
+            raise ConfigError(
+                self.key(key), f"must be one of {', '.join(allowed)}; got {value[:40]!r}"
+            )
+        return value
+
+    def networks(self, key: str) -> tuple[IPNetwork, ...]:
+        value = self.get(key)
+        if isinstance(value, str):  # from the environment: "10.0.0.0/8, fd00::/8"
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(self.key(key), "expected a list of CIDRs such as '10.0.0.0/8'")
+        out: list[IPNetwork] = []
+        for item in value:
+            if not isinstance(item, str):
+                raise ConfigError(self.key(key), f"expected a CIDR string, got {item!r}")
+            text = item.strip()
+            try:
+                iface = ipaddress.ip_interface(text)
+            except ValueError:
+                raise ConfigError(
+                    self.key(key), f"{text[:60]!r} is not an IP address or CIDR"
+                ) from None
+            # "10.0.0.1/8" is more likely a typo than a wish to allow the whole
+            # /8: refuse it, and say what it would mean.
+            if iface.ip != iface.network.network_address:
+                hint = f"did you mean {iface.network}?"
+                raise ConfigError(self.key(key), f"{text[:60]!r} has host bits set ({hint})")
+            out.append(iface.network)
+        return tuple(out)
+
+    def credential(self, key: str, mode: str) -> Secret:
+        """A static webhook credential (bearer token, Basic password): never echoed."""
+        value = self.values.get(key, "")
+        if not isinstance(value, str):
+            raise ConfigError(self.key(key), "expected a string")
+        if not value:
+            raise ConfigError(
+                self.key(key),
+                f"is required when {self.name}.auth = {mode!r}"
+                f" (or {key}_file, or the credential {self.name}_{key})",
+            )
+        if len(value) < MIN_CREDENTIAL_CHARS:
+            raise ConfigError(self.key(key), f"must be at least {MIN_CREDENTIAL_CHARS} characters")
+        if key == "token" and not _B64TOKEN.fullmatch(value):
+            raise ConfigError(
+                self.key(key), "may hold only letters, digits and -._~+/ (then '=' padding)"
+            )
+        if not value.isprintable():
+            raise ConfigError(self.key(key), "must not contain control characters")
+        return Secret(value)
+
     def codecs(self, key: str) -> tuple[str, ...]:
         value = self.get(key)
         if isinstance(value, str):
@@ -325,23 +422,34 @@ class _Section:
         return tuple(value)
 
 
+def secret_values(cfg: Config) -> list[str]:
+    """Every secret this configuration holds, for the audit redactor to mask."""
+    wh = cfg.webhook
+    held = (wh.secret, wh.token, wh.password, cfg.cxone.client_secret, cfg.archive.secret)
+    values = [s.reveal() for s in held if s is not None]
+    if wh.password is not None:
+        # What a Basic header carries: masked too, should one ever be quoted.
+        values.append(base64.b64encode(f"{wh.user}:{wh.password.reveal()}".encode()).decode())
+    return values
+
+
 def load(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None) -> Config:
     """Read, merge and validate; raises ConfigError with a one-line reason."""
     env = os.environ if env is None else env
     raw: dict[str, dict[str, Any]] = {s: dict(v) for s, v in DEFAULTS.items()}
-    source = "<defaults>"
+    origin = "<defaults>"
     if path is not None:
-        source = str(path)
+        origin = str(path)
         try:
             with open(path, "rb") as fh:
                 doc = tomllib.load(fh)
         except OSError as exc:
-            raise ConfigError("config", f"cannot read {source}: {exc.strerror}") from None
+            raise ConfigError("config", f"cannot read {origin}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError("config", f"{source} is not valid TOML: {exc}") from None
+            raise ConfigError("config", f"{origin} is not valid TOML: {exc}") from None
         except UnicodeDecodeError:
             # tomllib decodes before it parses; its error would quote the bytes.
-            raise ConfigError("config", f"{source} is not valid TOML: not UTF-8") from None
+            raise ConfigError("config", f"{origin} is not valid TOML: not UTF-8") from None
         for section, values in doc.items():
             if section not in DEFAULTS:
                 raise ConfigError(section, "unknown section")
@@ -350,14 +458,28 @@ def load(path: str | os.PathLike[str] | None, env: Mapping[str, str] | None = No
             raw[section].update(values)
     _merge_env(raw, env)
     _resolve_secrets(raw, env)
-    return _validate(raw, source)
+    return _validate(raw, origin)
 
 
-def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
+def _validate(raw: dict[str, dict[str, Any]], origin: str) -> Config:
     s = {name: _Section(name, raw.get(name, {})) for name in DEFAULTS}
     wh, cx, st, sto, ar = s["webhook"], s["cxone"], s["streams"], s["storage"], s["archive"]
-    webhook_secret = wh.whsec("secret")
-    assert webhook_secret is not None
+    auth = wh.choice("auth", AUTH_MODES)
+    # Only the chosen mode's keys are read: a leftover credential of another
+    # mode (a webhook_secret in the credentials directory) is not an error.
+    webhook_secret = wh.whsec("secret") if auth == "standard-webhooks" else None
+    token = wh.credential("token", auth) if auth == "bearer" else None
+    user, password = "", None
+    if auth == "basic":
+        user = wh.string("user")
+        if not user:
+            raise ConfigError("webhook.user", "is required when webhook.auth = 'basic'")
+        # RFC 7617: the user-id ends at the first colon, so it cannot hold one.
+        if ":" in user or not user.isprintable() or len(user) > 256:
+            raise ConfigError(
+                "webhook.user", "must be printable, at most 256 characters, without ':'"
+            )
+        password = wh.credential("password", auth)
     client_secret = cx.values.get("client_secret")
     if not isinstance(client_secret, str) or not client_secret:
         raise ConfigError("cxone.client_secret", "is required (or client_secret_file)")
@@ -381,6 +503,11 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
             max_body_bytes=wh.number("max_body_bytes", int, 1024, 16 * 1024 * 1024),
             body_timeout_s=wh.number("body_timeout_s", float, 0.1, 600),
             drain_grace_s=wh.number("drain_grace_s", float, 0.0, 5.0),
+            auth=auth,
+            token=token,
+            user=user,
+            password=password,
+            allow_from=wh.networks("allow_from"),
         ),
         cxone=CxoneConfig(
             base_url=cx.url("base_url"),
@@ -390,6 +517,8 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
             codecs=cx.codecs("codecs"),
             connect_timeout_s=cx.number("connect_timeout_s", float, 0.1, 300),
             token_refresh_margin_s=cx.number("token_refresh_margin_s", float, 0, 3600),
+            max_control_bytes=cx.number("max_control_bytes", int, 4096, 1 << 30),
+            max_segments=cx.number("max_segments", int, 1, 10_000_000),
         ),
         streams=StreamsConfig(
             concurrency=st.number("concurrency", int, 1, 4096),
@@ -401,7 +530,11 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
             checkpoint_bytes=st.number("checkpoint_bytes", int, 64 * 1024, 1 << 40),
             chunk_bytes=st.number("chunk_bytes", int, 1024, 16 * 1024 * 1024),
         ),
-        storage=StorageConfig(dir=data_dir, state_dir=state_dir),
+        storage=StorageConfig(
+            dir=data_dir,
+            state_dir=state_dir,
+            min_free_bytes=sto.number("min_free_bytes", int, 0, 1 << 50),
+        ),
         archive=ArchiveConfig(
             url=archive_url,
             secret=archive_secret,
@@ -412,5 +545,9 @@ def _validate(raw: dict[str, dict[str, Any]], source: str) -> Config:
         ),
         audit=AuditConfig(path=audit_path),
         admin=AdminConfig(listen=s["admin"].listen("listen")),
-        source=source,
+        source=SourceConfig(
+            kind=s["source"].choice("kind", SOURCE_KINDS),
+            not_ready_grace_s=s["source"].number("not_ready_grace_s", float, 0, 7 * 86400),
+        ),
+        origin=origin,
     )

@@ -15,23 +15,34 @@ import signal
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from standardwebhooks.webhooks import Webhook
 
 from cxstream import __version__
 from cxstream.admin import build_admin_app
 from cxstream.audit import AuditLog
 from cxstream.config import Config
-from cxstream.fetcher.cxone import CxoneClient
 from cxstream.fetcher.job import JobRunner
 from cxstream.fetcher.pool import WorkerPool
-from cxstream.fetcher.token import TokenSource
+from cxstream.fetcher.publish import Publisher
+from cxstream.fetcher.sources import make_source
 from cxstream.fetcher.transport import make_session
-from cxstream.ingress.webhook import SIGNER, never_500, receive
+from cxstream.ingress.auth import AUTHENTICATOR, authenticator_for
+from cxstream.ingress.webhook import never_500, receive
 from cxstream.journal import SqliteJournal
-from cxstream.keys import AUDIT, CONFIG, JOURNAL, LIFECYCLE, METRICS, POOL, SESSION, Lifecycle
+from cxstream.keys import (
+    AUDIT,
+    CONFIG,
+    GUARD,
+    JOURNAL,
+    LIFECYCLE,
+    METRICS,
+    POOL,
+    SESSION,
+    Lifecycle,
+)
 from cxstream.looplag import loop_lag_ctx
 from cxstream.metrics import Metrics
 from cxstream.notifier.archive import ArchiveNotifier
+from cxstream.sink.space import DiskGuard
 
 NOTIFIER = web.AppKey("notifier", ArchiveNotifier)
 JOURNAL_FILE = "journal.sqlite3"
@@ -83,23 +94,34 @@ async def _notifier_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+def build_pool(app: web.Application) -> WorkerPool:
+    """The worker pool as the daemon runs it (tests build it too, without starting it)."""
     cfg = app[CONFIG]
-    session = app[SESSION]
-    client = CxoneClient(session, cfg.cxone, TokenSource(session, cfg.cxone))
     notifier = app.get(NOTIFIER)
+    on_completed = None if notifier is None else notifier.wake
     runner = JobRunner(
         config=cfg,
-        client=client,
+        source=make_source(cfg, app[SESSION]),
         journal=app[JOURNAL],
         audit=app[AUDIT],
         metrics=app[METRICS],
-        on_completed=None if notifier is None else notifier.wake,
+        publisher=Publisher(
+            config=cfg, journal=app[JOURNAL], metrics=app[METRICS], on_completed=on_completed
+        ),
+        on_enqueued=lambda: app[POOL].wake(),
     )
-    pool = WorkerPool(
-        journal=app[JOURNAL], runner=runner, size=cfg.streams.concurrency, audit=app[AUDIT]
+    return WorkerPool(
+        journal=app[JOURNAL],
+        runner=runner,
+        size=cfg.streams.concurrency,
+        audit=app[AUDIT],
+        metrics=app[METRICS],
+        guard=app[GUARD],
     )
-    app[POOL] = pool
+
+
+async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+    pool = app[POOL] = build_pool(app)
     pool.start()
     yield
     await pool.stop(WORKER_STOP_S)
@@ -111,7 +133,13 @@ def build_app(config: Config, audit: AuditLog, metrics: Metrics) -> web.Applicat
     app[AUDIT] = audit
     app[METRICS] = metrics
     app[LIFECYCLE] = Lifecycle()
-    app[SIGNER] = Webhook(config.webhook.secret.reveal())
+    app[GUARD] = DiskGuard(
+        (config.storage.dir, config.storage.state_dir),
+        config.storage.min_free_bytes,
+        audit,
+        metrics,
+    )
+    app[AUTHENTICATOR] = authenticator_for(config.webhook)
     app.cleanup_ctx.extend([loop_lag_ctx, _journal_ctx, _session_ctx, _notifier_ctx, _workers_ctx])
     app.router.add_post("/webhooks/cxone", receive)
     return app

@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ from cxstream.sim.server import (
     DEFAULT_CLIENT_SECRET,
     SimServer,
 )
+from cxstream.sim.spec import RecordingSpec
 from cxstream.sink.record import sidecar_path
 
 _DEMO_WEBHOOK_SECRET = "whsec_ZGVtby13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5"
@@ -167,6 +169,81 @@ def _verify(row: Row, sim: SimServer, announced: set[str]) -> None:
     row.note = "; ".join(problems)
 
 
+async def _webhook_url(tail: _AuditTail, proc: asyncio.subprocess.Process) -> str | None:
+    """The daemon's bound webhook URL, or None if it exited before it said."""
+    while True:
+        for event in tail.read():
+            if event["event"] == "daemon.started":
+                return f"http://{event['webhook']}/webhooks/cxone"
+        if proc.returncode is not None:
+            return None
+        await asyncio.sleep(0.05)
+
+
+async def _send_webhooks(
+    http: aiohttp.ClientSession, url: str, corpus: Sequence[RecordingSpec], rows: dict[str, Row]
+) -> None:
+    signer = Webhook(_DEMO_WEBHOOK_SECRET)
+    for spec in corpus:
+        event = {
+            "type": "recording.completed",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "data": {"recordingId": spec.id, "contactId": f"c-{spec.id[-2:]}"},
+        }
+        body = orjson.dumps(event)
+        wid = f"msg_demo_{spec.id}"
+        now = datetime.now(UTC)
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": wid,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signer.sign(wid, now, body.decode()),
+        }
+        async with http.post(url, data=body, headers=headers) as resp:
+            if resp.status != 202:
+                rows[spec.id].state, rows[spec.id].note = "REJECTED", str(resp.status)
+
+
+def _apply_lines(rows: dict[str, Row], tail: _AuditTail, tty: bool, wall_start: float) -> None:
+    for event in tail.read():
+        row = rows.get(str(event.get("recording_id")))
+        before = (row.state, row.note) if row else None
+        _apply(rows, event)
+        if row and not tty and (row.state, row.note) != before:
+            # Not a terminal (CI, a pipe): one line per change instead of a redraw.
+            at = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
+            elapsed = at.timestamp() - wall_start
+            print(
+                f"{elapsed:6.2f}s {row.recording_id:<10} {row.state:<10} "
+                f"{row.bytes:>9,} B  {row.note}",
+                flush=True,
+            )
+
+
+async def _follow(
+    sim: SimServer, rows: dict[str, Row], tail: _AuditTail, tty: bool, started: float
+) -> None:
+    """Show progress until every recording settled and each archived one was announced."""
+    wall_start = time.time() - (time.monotonic() - started)
+    deadline = started + _TIMEOUT_S
+    while time.monotonic() < deadline:
+        _apply_lines(rows, tail, tty, wall_start)
+        for rid, row in rows.items():
+            if row.state == "streaming":
+                served = sim.stats.stats_for(rid).bytes_served
+                row.rate = served / max(time.monotonic() - started, 1e-3)
+                row.bytes = served
+        announced = {a.payload["data"]["recordingId"] for a in sim.announcements}
+        settled = all(r.state in ("archived", "FAILED", "REJECTED") for r in rows.values())
+        if tty:
+            print(_render(rows, time.monotonic() - started, tty), flush=True)
+        if settled and all(
+            r.recording_id in announced or r.state != "archived" for r in rows.values()
+        ):
+            return
+        await asyncio.sleep(0.25)
+
+
 async def _run(tmp: Path, keep: bool) -> int:
     tty = sys.stdout.isatty()
     corpus = default_corpus()
@@ -182,65 +259,14 @@ async def _run(tmp: Path, keep: bool) -> int:
             stdin=asyncio.subprocess.DEVNULL,
         )
         tail = _AuditTail(tmp / "audit.ndjson")
-        started, wall_start = time.monotonic(), time.time()
+        started = time.monotonic()
         try:
-            webhook_url = ""
-            while not webhook_url:
-                for event in tail.read():
-                    if event["event"] == "daemon.started":
-                        webhook_url = f"http://{event['webhook']}/webhooks/cxone"
-                if proc.returncode is not None:
-                    print("cxstream demo: the daemon did not start", file=sys.stderr)
-                    return 1
-                await asyncio.sleep(0.05)
-            signer = Webhook(_DEMO_WEBHOOK_SECRET)
-            for spec in corpus:
-                event = {
-                    "type": "recording.completed",
-                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "data": {"recordingId": spec.id, "contactId": f"c-{spec.id[-2:]}"},
-                }
-                body = orjson.dumps(event)
-                wid = f"msg_demo_{spec.id}"
-                now = datetime.now(UTC)
-                headers = {
-                    "Content-Type": "application/json",
-                    "webhook-id": wid,
-                    "webhook-timestamp": str(int(now.timestamp())),
-                    "webhook-signature": signer.sign(wid, now, body.decode()),
-                }
-                async with http.post(webhook_url, data=body, headers=headers) as resp:
-                    if resp.status != 202:
-                        rows[spec.id].state, rows[spec.id].note = "REJECTED", str(resp.status)
-            deadline = started + _TIMEOUT_S
-            while time.monotonic() < deadline:
-                for event in tail.read():
-                    row = rows.get(str(event.get("recording_id")))
-                    before = (row.state, row.note) if row else None
-                    _apply(rows, event)
-                    if row and not tty and (row.state, row.note) != before:
-                        # Not a terminal (CI, a pipe): one line per change instead of a redraw.
-                        at = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
-                        elapsed = at.timestamp() - wall_start
-                        print(
-                            f"{elapsed:6.2f}s {row.recording_id:<10} {row.state:<10} "
-                            f"{row.bytes:>9,} B  {row.note}",
-                            flush=True,
-                        )
-                for rid, row in rows.items():
-                    if row.state == "streaming":
-                        served = sim.stats.stats_for(rid).bytes_served
-                        row.rate = served / max(time.monotonic() - started, 1e-3)
-                        row.bytes = served
-                announced = {a.payload["data"]["recordingId"] for a in sim.announcements}
-                settled = all(r.state in ("archived", "FAILED", "REJECTED") for r in rows.values())
-                if tty:
-                    print(_render(rows, time.monotonic() - started, tty), flush=True)
-                if settled and all(
-                    r.recording_id in announced or r.state != "archived" for r in rows.values()
-                ):
-                    break
-                await asyncio.sleep(0.25)
+            webhook_url = await _webhook_url(tail, proc)
+            if webhook_url is None:
+                print("cxstream demo: the daemon did not start", file=sys.stderr)
+                return 1
+            await _send_webhooks(http, webhook_url, corpus, rows)
+            await _follow(sim, rows, tail, tty, started)
         finally:
             if proc.returncode is None:
                 proc.terminate()

@@ -14,6 +14,7 @@ from cxstream.config import Config
 from cxstream.fetcher.pool import WorkerPool
 from cxstream.journal import Journal
 from cxstream.metrics import Metrics
+from cxstream.sink.space import DiskGuard
 
 
 @dataclass
@@ -56,3 +57,4 @@ JOURNAL = web.AppKey("journal", Journal)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 POOL = web.AppKey("pool", WorkerPool)
+GUARD = web.AppKey("guard", DiskGuard)

@@ -39,6 +39,18 @@ class Metrics:
         self.backlog = Gauge(
             "cxstream_archive_backlog", "Announcements not yet delivered", registry=r
         )
+        self.free_bytes = Gauge(
+            "cxstream_storage_free_bytes", "Free bytes where we write", ["path"], registry=r
+        )
+        self.storage_paused = Gauge(
+            "cxstream_storage_paused", "1 while fetching waits for disk space", registry=r
+        )
+        self.interrupted = Counter(
+            "cxstream_jobs_interrupted",
+            "Jobs handed back by an outage of ours (journal, disk)",
+            ["reason"],
+            registry=r,
+        )
         self.loop_lag = Histogram(
             "cxstream_event_loop_lag_seconds",
             "How late a 100 ms timer fires on the event loop",

@@ -56,7 +56,7 @@ class Bucket:
                 self.bytes += size
             ttfb = line.get("ttfb_ms")
             # null is legitimate (a run that streamed nothing); it has no latency to rank.
-            if _is_number(ttfb):
+            if isinstance(ttfb, int | float) and _is_number(ttfb):
                 self.ttfb_ms.append(float(ttfb))
         elif event == "recording.failed":
             self.failed += 1

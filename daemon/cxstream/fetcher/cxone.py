@@ -1,4 +1,9 @@
-"""The CXone recording API (contract §1) as typed calls; errors classified here."""
+"""The CXone recording API (contract §1) as typed calls; errors classified here.
+
+Every control body (metadata, errors) is read up to a bound: a server that
+answers with megabytes where kilobytes are expected costs one attempt, not
+the process's memory.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +24,26 @@ from cxstream.fetcher.errors import (
     PermanentError,
     RangeNotSatisfiable,
     SegmentLimit,
+    Throttled,
     parse_retry_after,
 )
 from cxstream.fetcher.token import TokenSource
 from cxstream.planner import Batch, Segment
 
 _ERROR_BODY_LIMIT = 64 * 1024
+
+
+async def read_bounded(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """The whole body, or FetchError(``<what>_too_large``) past ``limit`` bytes."""
+    length = resp.content_length
+    if length is not None and length > limit:
+        raise FetchError(f"{what}_too_large", f"{length} bytes, limit {limit}", status=resp.status)
+    body = bytearray()
+    while chunk := await resp.content.read(min(65536, limit + 1 - len(body))):
+        body += chunk
+        if len(body) > limit:
+            raise FetchError(f"{what}_too_large", f"over {limit} bytes", status=resp.status)
+    return bytes(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +63,12 @@ class RecordingMeta:
     codecs: dict[str, CodecInfo]
 
 
-def parse_metadata(raw: Any) -> RecordingMeta:
+def parse_metadata(raw: Any, max_segments: int = 1_000_000) -> RecordingMeta:
     try:
+        if len(raw["segments"]) > max_segments:
+            raise PermanentError(
+                "metadata_too_many_segments", f"{len(raw['segments'])} > {max_segments}"
+            )
         codecs = {
             name: CodecInfo(str(c["contentType"]), int(c["bytes"]), str(c["sha256"]).lower())
             for name, c in raw["codecs"].items()
@@ -61,6 +84,8 @@ def parse_metadata(raw: Any) -> RecordingMeta:
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         raise FetchError("metadata_malformed") from None
+    except PermanentError:
+        raise
     if not segments or meta.max_segments < 1 or meta.max_duration < 1:
         raise FetchError("metadata_malformed")
     return meta
@@ -90,6 +115,8 @@ async def _error_from(resp: aiohttp.ClientResponse) -> FetchError:
         )
     if status in (400, 404, 416) or (400 <= status < 500 and status not in (401, 408, 429)):
         return PermanentError(code, status=status)
+    if status in (429, 503) and retry_after is not None:
+        return Throttled(code, status=status, retry_after=retry_after)
     return FetchError(code, status=status, retry_after=retry_after)
 
 
@@ -100,6 +127,8 @@ class CxoneClient:
         self._session = session
         self._base = config.base_url
         self._tokens = tokens
+        self._max_control = config.max_control_bytes
+        self._max_segments = config.max_segments
 
     def _url(self, recording_id: str, suffix: str = "") -> str:
         return f"{self._base}/api/v2/recordings/{quote(recording_id, safe='')}{suffix}"
@@ -132,13 +161,14 @@ class CxoneClient:
             async with self._get(self._url(recording_id), None, {}) as resp:
                 if resp.status != 200:
                     raise await _error_from(resp)
+                body = await read_bounded(resp, self._max_control, "metadata")
                 try:
-                    raw = orjson.loads(await resp.read())
+                    raw = orjson.loads(body)
                 except orjson.JSONDecodeError:
                     raise FetchError("metadata_malformed") from None
         except aiohttp.ClientError as exc:
-            raise FetchError(f"metadata_unreachable: {exc.__class__.__name__}") from None
-        return parse_metadata(raw)
+            raise FetchError("metadata_unreachable", exc.__class__.__name__) from None
+        return parse_metadata(raw, self._max_segments)
 
     @asynccontextmanager
     async def stream(

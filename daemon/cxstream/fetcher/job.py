@@ -1,234 +1,291 @@
-"""One job, start to finish: metadata, codec, plan, batches, verification, publication.
+"""One job, start to finish: resolve, fetch each piece, verify, publish.
 
 The only place a job changes state in the journal. Cancellation (SIGTERM)
 saves a checkpoint and hands the job back under ``asyncio.shield``, so a
-stopping daemon never loses more than the bytes since the last fsync.
+stopping daemon never loses more than the bytes since the last fsync. A
+journal that cannot record, or a full disk, is an outage of ours: the job
+is handed back (``JobInterrupted``), never failed or announced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-import orjson
+from typing import TypeVar
 
 from cxstream.audit import AuditLog
 from cxstream.config import Config
-from cxstream.fetcher.cxone import CodecInfo, CxoneClient, RecordingMeta
+from cxstream.fetcher.budget import AttemptBudget, GiveUp
 from cxstream.fetcher.errors import (
     Backoff,
     CodecUnavailable,
+    DiskFull,
     FetchError,
-    IntegrityError,
     PermanentError,
     SegmentLimit,
+    Stalled,
+    VerificationError,
 )
-from cxstream.fetcher.stream import BatchStreamer, StreamSettings
-from cxstream.fetcher.tries import GiveUp, Tries
+from cxstream.fetcher.publish import Publisher, Verified
+from cxstream.fetcher.source import Media, Piece, Source, Target
+from cxstream.fetcher.stream import PieceState, PieceStreamer, StreamSettings
 from cxstream.fetcher.watchdog import Watchdog
-from cxstream.journal import Checkpoint, Job, Journal
+from cxstream.journal import Checkpoint, Job, JobRequest, Journal, JournalError
 from cxstream.metrics import Metrics
-from cxstream.planner import PlanError, Segment, plan, select
-from cxstream.sink.part import ContainerError, PartFile, write_atomic
-from cxstream.sink.quarantine import quarantine
-from cxstream.sink.record import Archived, final_path, sidecar_path
+from cxstream.sink.part import ContainerError, PartFile
+from cxstream.sink.record import final_path
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-class _Progress:
-    """Where the job stands, for the checkpoint a cancellation or a timer writes."""
+class JobFailed(Exception):
+    """The job is dead-lettered: its budget is spent or the error is permanent."""
 
-    def __init__(self, previous: Checkpoint | None) -> None:
-        self.part: PartFile | None = None
-        self.done = 0
-        self.batch: tuple[int, ...] = ()
-        # Until a part file is open, the last run's checkpoint still describes the disk.
-        self.previous = previous
+    def __init__(self, error: FetchError, attempts: int) -> None:
+        super().__init__(error.text)
+        self.error = error
+        self.attempts = attempts
 
-    def checkpoint(self) -> Checkpoint | None:
-        if self.part is None or not self.part.is_open:
-            return self.previous
-        if self.part.position == self.part.data_start and not self.done:
-            return None
-        return Checkpoint(
-            codec=self.part.codec,
-            done=self.done,
-            batch=self.batch,
-            batch_start=self.part.batch_start,
-            offset=self.part.position,
-        )
+
+class JobInterrupted(Exception):
+    """Not the recording's fault (journal down, disk full): hand the job back."""
 
 
 class JobRunner:
-    """Runs jobs; one ``_Run`` per job holds that job's state."""
+    """Runs jobs; one ``JobRun`` per job holds that job's state."""
 
     def __init__(
         self,
         *,
         config: Config,
-        client: CxoneClient,
+        source: Source,
         journal: Journal,
         audit: AuditLog,
         metrics: Metrics,
+        publisher: Publisher,
         on_completed: Callable[[], None] | None = None,
+        on_enqueued: Callable[[], None] | None = None,
     ) -> None:
         self.cfg = config
-        self.client = client
+        self.source = source
         self.journal = journal
         self.audit = audit
         self.metrics = metrics
+        self.publisher = publisher
         self.on_completed = on_completed
-        self.backoff = Backoff(config.streams.backoff_base_s, config.streams.backoff_cap_s)
+        self.on_enqueued = on_enqueued
         s = config.streams
+        self.backoff = Backoff(s.backoff_base_s, s.backoff_cap_s)
         self.settings = StreamSettings(s.idle_timeout_s, s.chunk_bytes, s.checkpoint_bytes)
 
     async def run(self, job: Job) -> None:
-        await _Run(self, job).run()
+        await JobRun(self, job).run()
 
 
-class _Run:
+class JobRun:
     def __init__(self, runner: JobRunner, job: Job) -> None:
-        self.r = runner
+        self.runner = runner
         self.job = job
         self.log = runner.audit.bind(recording_id=job.recording_id)
-        self.progress = _Progress(job.checkpoint)
-        self.tries = Tries(
-            failures=job.attempts,
+        self.budget = AttemptBudget(
             max_attempts=runner.cfg.streams.max_attempts,
             backoff=runner.backoff,
-            audit=self.log,
-            metrics=runner.metrics,
-            persist=self._persist,
             throttle_budget_s=runner.cfg.streams.throttle_budget_s,
+            not_ready_grace_s=runner.cfg.source.not_ready_grace_s,
+            failures=job.attempts,
         )
+        self.streamer = PieceStreamer(
+            settings=runner.settings, audit=self.log, metrics=runner.metrics
+        )
+        self.part: PartFile | None = None
+        self.done = 0
+        self.in_flight: tuple[int, ...] = ()
+        # Until a part file is open, the last run's checkpoint still describes the disk.
+        self.previous = job.checkpoint
         self.started_wall, self.started = time.time(), time.monotonic()
 
-    async def _persist(self, failures: int, error: str | None) -> None:
-        cp = await _sync(self.progress)
-        await self.r.journal.save_progress(self.job.id, failures, cp, error)
+    # -- the journal's view -------------------------------------------------
+
+    def _checkpoint(self) -> Checkpoint | None:
+        part = self.part
+        if part is None or not part.is_open:
+            return self.previous
+        if part.position == part.data_start and not self.done:
+            return None
+        return Checkpoint(
+            codec=part.codec,
+            done=self.done,
+            batch=self.in_flight,
+            batch_start=part.batch_start,
+            offset=part.position,
+        )
+
+    async def _persist(self, error: str | None = None) -> None:
+        """fsync first, then describe: a checkpoint never points past durable bytes."""
+        if self.part is not None and self.part.is_open:
+            await self.part.sync()
+        await self.runner.journal.save_progress(
+            self.job.id, self.budget.failures, self._checkpoint(), error
+        )
 
     async def checkpoint(self) -> None:
-        await self._persist(self.tries.failures, None)
+        await self._persist()
+
+    # -- outcome ------------------------------------------------------------
 
     async def run(self) -> None:
-        metrics = self.r.metrics
+        metrics = self.runner.metrics
         metrics.active.inc()
         try:
-            archived = await self._fetch()
+            await self._run()
         except asyncio.CancelledError:
-            await asyncio.shield(self._hand_back())
+            # If the journal cannot take it now, the next start re-queues the
+            # job (it is still "running" there) from its last checkpoint.
+            with contextlib.suppress(JournalError):
+                await asyncio.shield(self._hand_back())
             raise
-        except GiveUp as exc:
-            # The budget is spent: every counted failure was one attempt.
-            await asyncio.shield(self._fail(self.tries.failures, exc.last))
-            return
-        except PermanentError as exc:
-            # The permanent error was itself the last attempt.
-            await asyncio.shield(self._fail(self.tries.attempts, exc))
-            return
-        except Exception as exc:
-            # A bug or the disk (ENOSPC): dead-letter the job visibly, keep the
-            # worker. The traceback goes to stderr, never to the audit trail.
-            logging.getLogger(__name__).exception("job %s crashed", self.job.recording_id)
-            error = FetchError(f"internal_error: {exc.__class__.__name__}")
-            await asyncio.shield(self._fail(self.tries.attempts, error))
-            return
+        except JobFailed as exc:
+            await asyncio.shield(self._fail(exc))
+        except (JournalError, DiskFull) as exc:
+            with contextlib.suppress(JournalError):
+                await asyncio.shield(self._hand_back())
+            raise JobInterrupted(str(exc)) from exc
         finally:
             metrics.active.dec()
-        metrics.recordings.labels(outcome="completed").inc()
-        metrics.duration.observe(archived.duration_ms / 1000)
-        self.log.info(
-            "recording.completed",
-            bytes=archived.bytes,
-            sha256=archived.sha256,
-            ttfb_ms=None if archived.ttfb_ms is None else round(archived.ttfb_ms, 1),
-            duration_ms=round(archived.duration_ms, 1),
-            attempts=archived.attempts,
-            path=str(archived.path),
-            codec=archived.codec,
-        )
-        if self.r.on_completed is not None:
-            self.r.on_completed()
+            self.runner.source.forget(self.job)
 
     async def _hand_back(self) -> None:
-        await self.checkpoint()
-        await self.r.journal.release(self.job.id)
-        if self.progress.part is not None:
-            await self.progress.part.close()
+        try:
+            await self._persist()
+        except (JournalError, OSError):
+            pass  # the journal's last checkpoint stays true: it never points past durable bytes
+        finally:
+            if self.part is not None:
+                await self.part.close()
+        await self.runner.journal.release(self.job.id)
 
-    async def _fail(self, attempts: int, err: FetchError) -> None:
-        part, job = self.progress.part, self.job
-        if part is not None and isinstance(err, IntegrityError) and part.source_bytes:
-            state_dir = self.r.cfg.storage.state_dir
-            path = await quarantine(part, state_dir, job.recording_id, err.code, attempts)
-            self.log.warning(
-                "recording.quarantined", reason=err.code, path=str(path), bytes=part.position
-            )
-        elif part is not None:
-            await part.discard()
-        elif job.checkpoint is not None:
-            # This run never reopened the earlier run's part file: remove it.
-            codec = job.checkpoint.codec
-            final = final_path(self.r.cfg.storage.dir, job.day, job.recording_id, codec)
-            orphan = PartFile(final, codec)
-            await orphan.discard()
-        await self.r.journal.fail(job.id, attempts, err.code)
-        self.r.metrics.recordings.labels(outcome="failed").inc()
-        self.log.error("recording.failed", error=err.code, status=err.status, attempts=attempts)
+    async def _fail(self, exc: JobFailed) -> None:
+        err, attempts = exc.error, exc.attempts
+        await self.runner.publisher.discard(self.job, self.part, err, attempts, self.log)
+        await self.runner.journal.fail(self.job.id, attempts, err.text)
+        self.runner.metrics.recordings.labels(outcome="failed").inc()
+        self.log.error("recording.failed", error=err.text, status=err.status, attempts=attempts)
 
-    async def _metadata(self) -> RecordingMeta:
+    async def retry(
+        self,
+        err: FetchError,
+        *,
+        progressed: bool = False,
+        undo: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """The budget decides; this does the rest: undo, persist, audit, wait."""
+        self.runner.metrics.retries.labels(reason=err.code).inc()
+        decision = self.budget.decide(err, progressed=progressed)
+        if isinstance(decision, GiveUp):
+            # The failed bytes stay for quarantine: no undo on the last attempt.
+            await self._persist(decision.error.text)
+            raise JobFailed(decision.error, self.budget.failures)
+        if undo is not None:
+            await undo()
+        await self._persist(err.text)
+        extra = {} if decision.counted else {"throttled": True}
+        self.log.warning(
+            "stream.retry",
+            status=err.status,
+            error=err.text,
+            delay_s=round(decision.delay_s, 3),
+            attempt=self.budget.attempts,
+            **extra,
+        )
+        if decision.delay_s:
+            await asyncio.sleep(decision.delay_s)
+
+    async def _until_ok(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A control call (resolve, media lookup) retried within the budget."""
         while True:
             try:
-                # The metadata GET gets the same idle limit as a stream read:
-                # a server that never answers must cost an attempt, not a worker.
-                async with Watchdog(self.r.settings.idle_timeout_s):
-                    return await self.r.client.metadata(self.job.recording_id)
+                # The same idle limit as a stream read: a server that never
+                # answers must cost an attempt, not a worker.
+                async with Watchdog(self.runner.settings.idle_timeout_s):
+                    return await call()
+            except PermanentError as err:
+                raise JobFailed(err, self.budget.attempts) from None
             except FetchError as err:
-                if isinstance(err, PermanentError):
-                    raise
-                await self.tries.failed(err)
+                await self.retry(err)
 
-    async def _fetch(self) -> Archived:
-        meta = await self._metadata()
-        try:
-            wanted = select(meta.segments, self.job.offsets)
-        except PlanError as exc:
-            raise PermanentError(f"plan_impossible: {exc}") from None
-        prefs = [self.job.codec] if self.job.codec else []
-        if self.job.checkpoint is not None:
-            # A previous run got somewhere in this codec: resume it, not start another.
-            prefs.insert(0, self.job.checkpoint.codec)
-        preference = dict.fromkeys([*prefs, *self.r.cfg.cxone.codecs])
-        codecs = [c for c in preference if c in meta.codecs]
-        if not codecs:
-            raise PermanentError("codec_unavailable")
-        for i, codec in enumerate(codecs):
+    # -- the work -----------------------------------------------------------
+
+    async def _run(self) -> None:
+        source = self.runner.source
+        targets = await self._until_ok(lambda: source.resolve(self.job))
+        mine = [t for t in targets if t.name == self.job.recording_id]
+        others = [t for t in targets if t.name != self.job.recording_id]
+        if others:
+            await self._fan_out(others)
+        if not mine:
+            # A contact whose recordings each became a job of their own.
+            result = {"recordingId": self.job.recording_id, "expanded": [t.name for t in others]}
+            await asyncio.shield(
+                self.runner.journal.complete(self.job.id, self.budget.attempts, result, None)
+            )
+            self.log.info("recording.expanded", jobs=[t.name for t in others])
+            return
+        await self._target(mine[0])
+
+    async def _fan_out(self, targets: list[Target]) -> None:
+        job = self.job
+        for target in targets:
+            request = JobRequest(
+                webhook_id=None,
+                recording_id=target.name,
+                contact_id=job.contact_id,
+                codec=None,
+                offsets=None,
+                day=job.day,
+                scope="recording",
+                source_ref=target.ref,
+            )
+            outcome = await self.runner.journal.enqueue(request)
+            self.log.info("job.enqueued", job=target.name, ref=target.ref, outcome=outcome.value)
+        if self.runner.on_enqueued is not None:
+            self.runner.on_enqueued()
+
+    async def _target(self, target: Target) -> None:
+        for i, fmt in enumerate(target.formats):
             try:
-                return await self._fetch_codec(meta, wanted, codec)
+                lookup = functools.partial(self.runner.source.media, self.job, target, fmt)
+                media = await self._until_ok(lookup)
+                await self._fetch(target, media)
+                return
             except CodecUnavailable as err:
+                following = target.formats[i + 1] if i + 1 < len(target.formats) else None
                 self.log.warning(
                     "recording.codec_fallback",
-                    codec=codec,
-                    next_codec=codecs[i + 1] if i + 1 < len(codecs) else None,
+                    codec=fmt,
+                    next_codec=following,
                     status=err.status,
-                    error=err.code,
+                    error=err.text,
                 )
-                if self.progress.part is not None:
-                    await self.progress.part.discard()
-                    self.progress.part = None
-        raise PermanentError("codec_unavailable", status=406)
+                if self.part is not None:
+                    await self.part.discard()
+                    self.part = None
+        raise JobFailed(PermanentError("codec_unavailable", status=406), self.budget.attempts)
 
-    async def _open_part(
-        self, final: Path, codec: str, segments: int
-    ) -> tuple[PartFile, tuple[int, ...]]:
-        """The part file, resumed from the checkpoint when it can be; the batch in flight."""
-        progress, cp = self.progress, self.job.checkpoint
-        part = PartFile(final, codec)
+    async def _open_part(self, final: Path, media: Media) -> None:
+        """The part file, resumed from the checkpoint when it can be."""
+        cp = self.job.checkpoint
+        part = PartFile(final, media.fmt)
         try:
             resumed = False
-            if cp is not None and cp.codec == codec:
+            if cp is not None and cp.codec == media.fmt.name:
                 resumed = await part.resume(cp.batch_start, cp.offset)
             if not resumed:
                 await part.create()
@@ -239,142 +296,124 @@ class _Run:
             raise
         if resumed:
             assert cp is not None
-            progress.done, in_flight = cp.done, cp.batch
+            self.done, self.in_flight = cp.done, cp.batch
         else:
-            progress.done, in_flight = 0, ()
-        progress.part, progress.previous = part, None
+            self.done, self.in_flight = 0, ()
+        self.part, self.previous = part, None
         self.log.info(
             "recording.started",
-            codec=codec,
-            segments=segments,
+            codec=media.fmt.name,
+            segments=media.units,
             resumed_bytes=part.source_bytes,
-            attempt=self.tries.attempts,
+            attempt=self.budget.attempts,
         )
-        return part, in_flight
 
-    async def _fetch_codec(
-        self, meta: RecordingMeta, wanted: tuple[Segment, ...], codec: str
-    ) -> Archived:
-        job, progress, tries = self.job, self.progress, self.tries
-        final = final_path(self.r.cfg.storage.dir, job.day, job.recording_id, codec)
-        part, in_flight = await self._open_part(final, codec, len(wanted))
-        streamer = BatchStreamer(
-            client=self.r.client,
-            settings=self.r.settings,
-            audit=self.log,
-            metrics=self.r.metrics,
-            tries=tries,
-            checkpoint=self.checkpoint,
+    async def _fetch(self, target: Target, media: Media) -> None:
+        final = final_path(
+            self.runner.cfg.storage.dir, self.job.day, self.job.recording_id, media.fmt.name
         )
-        max_segments = meta.max_segments
-        whole = job.offsets is None or len(wanted) == len(meta.segments)
-        while True:
-            while progress.done < len(wanted):
-                try:
-                    batch = plan(wanted[progress.done :], max_segments, meta.max_duration)[0]
-                except PlanError as exc:
-                    raise PermanentError(f"plan_impossible: {exc}") from None
-                if in_flight and batch.offsets != in_flight:
-                    await part.restart_batch()
-                elif not in_flight:
-                    part.begin_batch()
-                in_flight = ()
-                progress.batch = batch.offsets
-                try:
-                    await streamer.fetch(
-                        job.recording_id,
-                        codec,
-                        batch,
-                        meta.max_duration,
-                        part,
-                        need_digest=not whole,
-                    )
-                except SegmentLimit as err:
-                    # A server may lower its limit: adopt it and re-plan what is left.
-                    if len(batch.segments) == 1:
-                        raise PermanentError(err.code, status=err.status) from None
-                    lowered = err.max_segments or len(batch.segments) - 1
-                    max_segments = max(1, min(lowered, len(batch.segments) - 1))
-                    await tries.failed(err, immediate=True, undo=part.restart_batch)
-                    continue
-                progress.done += len(batch.segments)
-                progress.batch = ()
+        try:
+            await self._open_part(final, media)
+            part = self.part
+            assert part is not None
+            while True:
+                await self._pieces(media, part)
+                sha = await self._seal(media, part)
+                if sha is not None:
+                    break
+            verified = Verified(part=part, sha256=sha, media=media, target=target)
+            await self.runner.publisher.publish(self, verified)
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise DiskFull(str(exc.filename or final.parent)) from None
+            raise
+
+    async def _pieces(self, media: Media, part: PartFile) -> None:
+        while self.done < media.units:
+            piece = media.piece(self.done)
+            if self.in_flight and piece.key != self.in_flight:
+                await part.restart_batch()
+            elif not self.in_flight:
                 part.begin_batch()
-                await self.checkpoint()
+            self.in_flight = piece.key
             try:
-                if whole:
-                    _check_whole(part, meta.codecs[codec])
-                sha = await part.seal()
-                break
-            except ContainerError as exc:
-                # The disk does not hold what was verified: write it again.
-                err = IntegrityError(f"disk_mismatch: {exc}")
+                await self._piece(media, piece, part)
+            except SegmentLimit as err:
+                # A server may lower its limit: adopt it and re-plan what is left.
+                if not media.narrow(err.max_segments, piece):
+                    raise JobFailed(
+                        PermanentError(err.code, status=err.status), self.budget.attempts
+                    ) from None
+                await self.retry(err, progressed=True, undo=part.restart_batch)
+                self.in_flight = ()
+                continue
+            self.done += piece.units
+            self.in_flight = ()
+            part.begin_batch()
+            await self.checkpoint()
 
-                async def rewrite(part: PartFile = part) -> None:
-                    await part.discard()
-                    await part.create()
-                    progress.done = 0
+    async def _piece(self, media: Media, piece: Piece, part: PartFile) -> None:
+        """The persistent GET loop of one piece: resume, restart or give up."""
+        state = PieceState()
 
-                await tries.failed(err, undo=rewrite)
-            except IntegrityError as err:
-                # Every response matched its own digest yet the whole does not
-                # match the metadata: no batch can be blamed, so start over.
-                async def start_over(part: PartFile = part) -> None:
-                    await part.discard()
-                    await part.create()
-                    progress.done = 0
+        async def restart() -> None:
+            state.forget()
+            await part.restart_batch()
 
-                await tries.failed(err, undo=start_over)
-        return await self._publish(part, sha, final, codec, wanted, streamer.ttfb_ms)
+        while True:
+            try:
+                await self.streamer.attempt(
+                    media,
+                    piece,
+                    part,
+                    state,
+                    attempt=self.budget.attempts,
+                    checkpoint=self.checkpoint,
+                )
+                return
+            except (PermanentError, SegmentLimit, CodecUnavailable) as err:
+                if isinstance(err, PermanentError):
+                    raise JobFailed(err, self.budget.attempts) from None
+                raise
+            except Stalled as err:
+                self.runner.metrics.stalls.inc()
+                self.log.warning(
+                    "stream.stalled",
+                    offsets=piece.label,
+                    offset=part.batch_bytes,
+                    idle_s=self.runner.settings.idle_timeout_s,
+                )
+                await self.retry(err, progressed=state.progressed(part))
+            except VerificationError as err:
+                await self.retry(err, undo=restart)
+            except FetchError as err:
+                await self.retry(err, progressed=state.progressed(part))
 
-    async def _publish(
-        self,
-        part: PartFile,
-        sha: str,
-        final: Path,
-        codec: str,
-        wanted: tuple[Segment, ...],
-        ttfb_ms: float | None,
-    ) -> Archived:
-        size = part.position
-        await part.publish()
-        self.progress.part = None
-        archived = Archived(
-            recording_id=self.job.recording_id,
-            contact_id=self.job.contact_id,
-            codec=codec,
-            path=final,
-            bytes=size,
-            sha256=sha,
-            source_sha256=part.source_sha256(),
-            segments=wanted,
-            attempts=self.tries.attempts,
-            ttfb_ms=ttfb_ms,
-            duration_ms=(time.monotonic() - self.started) * 1000,
-            started_at=self.started_wall,
-            completed_at=time.time(),
-        )
-        sidecar = orjson.dumps(archived.sidecar(), option=orjson.OPT_INDENT_2)
-        await write_atomic(sidecar_path(final, self.job.recording_id), sidecar)
-        announcement = archived.announcement() if self.r.cfg.archive.url else None
-        await asyncio.shield(
-            self.r.journal.complete(
-                self.job.id, self.tries.attempts, archived.sidecar(), announcement
-            )
-        )
-        return archived
+    async def _seal(self, media: Media, part: PartFile) -> str | None:
+        """The file's sha256 once the whole verifies; None after starting over."""
+        try:
+            _check_whole(part, media)
+            return await part.seal()
+        except ContainerError as exc:
+            # The disk does not hold what was verified: write it again.
+            err: VerificationError = VerificationError("disk_mismatch", str(exc))
+        except VerificationError as exc:
+            # Every response matched its own digest yet the whole does not
+            # match the platform's facts: no piece can be blamed, start over.
+            err = exc
 
+        async def start_over() -> None:
+            await part.discard()
+            await part.create()
+            self.done, self.in_flight = 0, ()
 
-def _check_whole(part: PartFile, info: CodecInfo) -> None:
-    if part.source_bytes != info.bytes:
-        raise IntegrityError(f"size_mismatch: {part.source_bytes} of {info.bytes}")
-    if part.source_sha256() != info.sha256:
-        raise IntegrityError("sha256_mismatch")
+        await self.retry(err, undo=start_over)
+        return None
 
 
-async def _sync(progress: _Progress) -> Checkpoint | None:
-    """fsync first, then describe: a checkpoint never points past durable bytes."""
-    part = progress.part
-    if part is not None and part.is_open:
-        await part.sync()
-    return progress.checkpoint()
+def _check_whole(part: PartFile, media: Media) -> None:
+    expect = media.expect
+    if expect.size is not None and part.source_bytes != expect.size:
+        raise VerificationError("size_mismatch", f"{part.source_bytes} of {expect.size}")
+    if expect.sha256 is not None and part.source_sha256() != expect.sha256:
+        raise VerificationError("sha256_mismatch")

@@ -1,10 +1,12 @@
-"""One batch, streamed to the part file until every byte of it is in and verified.
+"""One response of one piece, streamed to the part file: the body of the GET loop.
 
-This is the persistent GET loop: a stall, a cut connection or broken chunked
-framing resumes the same request with ``Range`` from the last byte on disk; a
-server that ignores ``Range`` or sends bytes that fail their ``Repr-Digest``
-sends the batch back to its first byte. Errors it cannot fix by retrying the
-same request (404, 406, 413, ...) go up to the job.
+``PieceStreamer.attempt`` opens the piece from the part file's position
+(``Range`` when resuming), streams it chunk by chunk under the idle
+watchdog, holds every byte to what the piece may legitimately hold, and
+returns once the piece is complete and verified. Any failure is raised as
+its class (see ``errors.py``); the job's loop decides what happens next.
+What the responses said of the piece (its size, its digest) is kept in a
+``PieceState`` across attempts.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from dataclasses import dataclass
 import aiohttp
 
 from cxstream.audit import AuditLog
-from cxstream.fetcher.cxone import CxoneClient
-from cxstream.fetcher.errors import FetchError, IntegrityError, RangeNotSatisfiable, Stalled
-from cxstream.fetcher.tries import Tries
+from cxstream.fetcher.errors import (
+    FetchError,
+    Interrupted,
+    RangeNotSatisfiable,
+    VerificationError,
+)
+from cxstream.fetcher.source import Media, Piece
 from cxstream.fetcher.watchdog import Watchdog
 from cxstream.metrics import Metrics
-from cxstream.planner import Batch
 from cxstream.sink.digest import DigestHeaderError, parse_repr_digest
 from cxstream.sink.part import ContainerError, PartFile
 
@@ -34,140 +39,130 @@ class StreamSettings:
     idle_timeout_s: float
     chunk_bytes: int
     checkpoint_bytes: int
+    # Framing a container may add beyond a size we could only estimate.
+    margin_bytes: int = 64 * 1024
+    # The bound for a file whose platform says nothing of its size.
+    unknown_size_cap: int = 2 * 1024**3
 
 
-class BatchStreamer:
-    def __init__(
-        self,
-        *,
-        client: CxoneClient,
-        settings: StreamSettings,
-        audit: AuditLog,
-        metrics: Metrics,
-        tries: Tries,
-        checkpoint: Callable[[], Awaitable[None]],
-    ) -> None:
-        self._client = client
+class PieceState:
+    """What the responses of one piece said of it, and whether bytes moved."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.digest: bytes | None = None
+        self._mark = -1
+
+    def forget(self) -> None:
+        self.total = None
+        self.digest = None
+
+    def progressed(self, part: PartFile) -> bool:
+        """True when bytes arrived since the last time this was asked."""
+        moved = part.position > self._mark
+        self._mark = part.position
+        return moved
+
+
+class PieceStreamer:
+    def __init__(self, *, settings: StreamSettings, audit: AuditLog, metrics: Metrics) -> None:
         self._settings = settings
         self._audit = audit
         self._metrics = metrics
-        self._tries = tries
-        self._checkpoint = checkpoint
         self.ttfb_ms: float | None = None
-        self._forget()
 
-    async def fetch(
+    async def attempt(
         self,
-        recording_id: str,
-        codec: str,
-        batch: Batch,
-        max_duration: int,
+        media: Media,
+        piece: Piece,
         part: PartFile,
+        state: PieceState,
         *,
-        need_digest: bool,
+        attempt: int,
+        checkpoint: Callable[[], Awaitable[None]],
     ) -> None:
-        """Until the batch is on disk and verified. ``need_digest``: no other check
-        covers this batch (a subset of the recording), so a missing digest fails it."""
-        self._forget()
-
-        async def restart() -> None:
-            self._forget()
-            await part.restart_batch()
-
-        # A stall or cut right after progress resumes at once; one that got
-        # nothing since the last failure backs off like any other error.
-        progress_at_failure = -1
-
-        def progressed() -> bool:
-            nonlocal progress_at_failure
-            moved = part.position > progress_at_failure
-            progress_at_failure = part.position
-            return moved
-
-        while True:
+        """Until the piece is on disk and verified, or raise what went wrong."""
+        if state.total is None or part.batch_bytes != state.total:
             try:
-                if self._total is None or part.batch_bytes != self._total:
-                    await self._response(recording_id, codec, batch, max_duration, part)
-                # else: every byte arrived before the stall or cut; only the
-                # end-of-body marker was missing. Nothing left to ask for.
-                self._finish(part, need_digest)
-                return
-            except Stalled as err:
-                self._metrics.stalls.inc()
-                self._audit.warning(
-                    "stream.stalled",
-                    offsets=batch.offsets_param,
-                    offset=part.batch_bytes,
-                    idle_s=self._settings.idle_timeout_s,
-                )
-                await self._tries.failed(err, immediate=progressed())
-            except (aiohttp.ClientError, ConnectionError) as exc:
-                # Cut connections, broken chunked framing, an unparseable
-                # response head: the bytes on disk are good, resume after them.
-                err = FetchError(f"connection_lost: {exc.__class__.__name__}")
-                await self._tries.failed(err, immediate=progressed())
-            except IntegrityError as err:
-                await self._tries.failed(err, undo=restart)
-            except ContainerError as exc:
-                err = IntegrityError(f"container_invalid: {exc}")
-                await self._tries.failed(err, undo=restart)
-            except DigestHeaderError as exc:
-                err = IntegrityError(f"repr_digest_malformed: {exc}")
-                await self._tries.failed(err, undo=restart)
+                await self._response(media, piece, part, state, attempt, checkpoint)
             except RangeNotSatisfiable as err:
                 if not part.batch_bytes:
                     raise
-                if err.length == part.batch_bytes:
-                    self._total = err.length  # all here: finish on the next turn
-                    continue
-                # Our idea of the batch and the server's disagree: start it over.
-                await self._tries.failed(IntegrityError(err.code, status=416), undo=restart)
-            except FetchError as err:
-                if err.__class__ is not FetchError:
-                    raise  # permanent, codec or segment-limit: the job decides
-                await self._tries.failed(err)
+                if err.length != part.batch_bytes:
+                    # Our idea of the piece and the server's disagree: start it over.
+                    raise VerificationError(err.code, "resume past the end", status=416) from None
+                state.total = err.length  # every byte is here already
+            except ContainerError as exc:
+                raise VerificationError("container_invalid", str(exc)) from None
+            except DigestHeaderError as exc:
+                raise VerificationError("repr_digest_malformed", str(exc)) from None
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                # Cut connections, broken chunked framing, an unparseable
+                # response head: the bytes on disk are good, resume after them.
+                raise Interrupted("connection_lost", exc.__class__.__name__) from None
+        # else: every byte arrived before the stall or cut; only the
+        # end-of-body marker was missing. Nothing left to ask for.
+        self._finish(part, piece, state)
 
-    def _forget(self) -> None:
-        """What the responses of this batch said of it: its size and its digest."""
-        self._total: int | None = None
-        self._expected: bytes | None = None
+    def _finish(self, part: PartFile, piece: Piece, state: PieceState) -> None:
+        if state.total is not None and part.batch_bytes != state.total:
+            raise VerificationError("body_length_mismatch", f"{part.batch_bytes} of {state.total}")
+        if state.digest is None:
+            if piece.need_digest:
+                raise VerificationError("repr_digest_missing")
+        elif part.batch_digest() != state.digest:
+            raise VerificationError("repr_digest_mismatch")
+        try:
+            part.end_batch()
+        except ContainerError as exc:
+            raise VerificationError("container_invalid", str(exc)) from None
 
-    def _finish(self, part: PartFile, need_digest: bool) -> None:
-        if self._total is not None and part.batch_bytes != self._total:
-            raise IntegrityError(f"body_length_mismatch: {part.batch_bytes} of {self._total}")
-        if self._expected is None:
-            if need_digest:
-                raise IntegrityError("repr_digest_missing")
-        elif part.batch_digest() != self._expected:
-            raise IntegrityError("repr_digest_mismatch")
-        part.end_batch()
+    def _limit(self, media: Media, part: PartFile, state: PieceState) -> int:
+        """The most bytes this piece's body may hold (from the piece's first byte)."""
+        settings = self._settings
+        if media.max_bytes is None:
+            ceiling = settings.unknown_size_cap - part.source_bytes_before_batch
+        else:
+            ceiling = media.max_bytes - part.source_bytes_before_batch + settings.margin_bytes
+        return ceiling if state.total is None else min(ceiling, state.total)
 
     async def _response(
-        self, recording_id: str, codec: str, batch: Batch, max_duration: int, part: PartFile
+        self,
+        media: Media,
+        piece: Piece,
+        part: PartFile,
+        state: PieceState,
+        attempt: int,
+        checkpoint: Callable[[], Awaitable[None]],
     ) -> None:
         settings = self._settings
         start = part.batch_bytes
         self._audit.info(
             "stream.request",
-            offsets=batch.offsets_param,
-            codec=codec,
+            offsets=piece.label,
+            codec=media.fmt.name,
             range_start=start,
-            attempt=self._tries.attempts,
+            attempt=attempt,
         )
         sent = time.monotonic()
         async with (
             Watchdog(settings.idle_timeout_s) as dog,
-            self._client.stream(recording_id, codec, batch, max_duration, start) as resp,
+            media.open(piece, start) as resp,
         ):
             # The watchdog times the network only: our own disk and journal
             # work happens with it paused, so a slow fsync is never a "stall".
             dog.pause()
             self._metrics.requests.labels(status=str(resp.status)).inc()
+            _refuse_encoding(resp)
             expected = parse_repr_digest(resp.headers.get("Repr-Digest"))
-            total = await self._position(resp, part, start)
-            self._total = total
+            state.total = await self._position(resp, part, start)
             if expected is not None or start == 0:
-                self._expected = expected
+                state.digest = expected
+            limit = self._limit(media, part, state)
+            if state.total is not None and state.total > limit:
+                raise VerificationError(
+                    "body_too_large", f"response declares {state.total} bytes, at most {limit}"
+                )
             since_checkpoint = 0
             while True:
                 dog.ping()
@@ -175,6 +170,9 @@ class BatchStreamer:
                 dog.pause()
                 if not chunk:
                     break
+                if part.batch_bytes + len(chunk) > limit:
+                    # Not one byte past what the piece can hold reaches the disk.
+                    raise VerificationError("body_too_large", f"more than {limit} bytes")
                 if self.ttfb_ms is None:
                     self.ttfb_ms = (time.monotonic() - sent) * 1000
                     self._metrics.ttfb.observe(self.ttfb_ms / 1000)
@@ -182,13 +180,13 @@ class BatchStreamer:
                 self._metrics.bytes.inc(len(chunk))
                 since_checkpoint += len(chunk)
                 if since_checkpoint >= settings.checkpoint_bytes:
-                    await self._checkpoint()
+                    await checkpoint()
                     since_checkpoint = 0
 
     async def _position(
         self, resp: aiohttp.ClientResponse, part: PartFile, start: int
     ) -> int | None:
-        """Line the part file up with where this response's body starts; the batch's size."""
+        """Line the part file up with where this response's body starts; the piece's size."""
         if resp.status == 206:
             match = _CONTENT_RANGE.fullmatch(resp.headers.get("Content-Range", "").strip())
             if not start or not match or int(match.group(1)) != start:
@@ -199,8 +197,16 @@ class BatchStreamer:
             return int(match.group(3))
         if start:
             # 200 to a resume: the server ignored Range and sends the whole
-            # batch again. Truncate, never append.
+            # piece again. Truncate, never append.
             await part.restart_batch()
             self._audit.info("stream.resumed", offset=0, status=200, range_ignored=True)
         length = resp.headers.get("Content-Length")
         return int(length) if length and length.isdigit() else None
+
+
+def _refuse_encoding(resp: aiohttp.ClientResponse) -> None:
+    """We ask for identity; anything else would make Range offsets, digests and
+    sizes refer to other bytes (and a gzip bomb inflate without bound)."""
+    coding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in ("", "identity"):
+        raise VerificationError("content_encoding_refused", coding[:32], status=resp.status)

@@ -1,1 +1,1 @@
-"""Ingress: signed CXone webhooks in, durable jobs out."""
+"""Ingress: authenticated webhooks in (contract §2, §8, §9), durable jobs out."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 class JournalError(Exception):
@@ -28,16 +28,30 @@ class JobState(StrEnum):
     FAILED = "failed"
 
 
+# What a job names: one recording, or a whole contact whose recordings the
+# fetcher lists (and fans out) when it runs.
+Scope = Literal["recording", "contact"]
+
+
 @dataclass(frozen=True, slots=True)
 class JobRequest:
-    """What a verified webhook asks for."""
+    """What a verified webhook asks for.
 
-    webhook_id: str
+    ``recording_id`` is the job's name: unique in the journal, the file name.
+    It is the webhook's id when that id is a safe name, else a mapped one with
+    the id as the platform spelled it in ``original_name``.
+    """
+
+    webhook_id: str | None  # None: unsigned (bearer/basic), idempotent on the name alone
     recording_id: str
     contact_id: str | None
     codec: str | None
     offsets: tuple[int, ...] | None
     day: str  # "YYYY/MM/DD": the folder the recording is filed under
+    original_name: str | None = None  # the id the name was mapped from; None if unchanged
+    scope: Scope = "recording"
+    # Where a fanned-out job finds its file again (a platform recording id, a file index).
+    source_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +99,9 @@ class Job:
     day: str
     attempts: int
     checkpoint: Checkpoint | None
+    original_name: str | None = None  # as in JobRequest; the platform's id is this or the name
+    scope: Scope = "recording"
+    source_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

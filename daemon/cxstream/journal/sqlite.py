@@ -72,6 +72,18 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (delivered_at, next_at);
 CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL NOT NULL);
 """
+# Columns added since the first release. CREATE TABLE IF NOT EXISTS leaves an
+# existing journal's table as it was, so every journal, new or old, gets them
+# the same way: ADD COLUMN where PRAGMA table_info says they are missing.
+_ADDED_COLUMNS = (
+    ("jobs", "original_name", "TEXT"),
+    ("jobs", "scope", "TEXT NOT NULL DEFAULT 'recording'"),
+    ("jobs", "source_ref", "TEXT"),
+)
+# jobs.webhook_id is NOT NULL in every existing journal (SQLite cannot relax
+# that in place). An unsigned webhook (bearer/basic) has no id: it stores "",
+# which no real webhook-id can be.
+_NO_WEBHOOK_ID = ""
 
 
 class SqliteJournal:
@@ -104,6 +116,9 @@ class SqliteJournal:
         db.execute("PRAGMA synchronous=FULL")
         db.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         db.executescript(_SCHEMA)
+        for table, column, decl in _ADDED_COLUMNS:
+            if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
         self._db = db
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -142,15 +157,19 @@ class SqliteJournal:
         now = self._clock()
 
         def body(db: sqlite3.Connection) -> Enqueued:
-            seen = db.execute(
-                "SELECT 1 FROM webhooks WHERE webhook_id = ?", (request.webhook_id,)
-            ).fetchone()
-            if seen:
-                return Enqueued.DUPLICATE
-            db.execute(
-                "INSERT INTO webhooks (webhook_id, recording_id, received_at) VALUES (?, ?, ?)",
-                (request.webhook_id, request.recording_id, now),
-            )
+            # Without a webhook-id (bearer/basic) idempotency rests on the job's
+            # name alone: the recording/contact lookup below.
+            if request.webhook_id is not None:
+                seen = db.execute(
+                    "SELECT 1 FROM webhooks WHERE webhook_id = ?", (request.webhook_id,)
+                ).fetchone()
+                if seen:
+                    return Enqueued.DUPLICATE
+                db.execute(
+                    "INSERT INTO webhooks (webhook_id, recording_id, received_at) VALUES (?, ?, ?)",
+                    (request.webhook_id, request.recording_id, now),
+                )
+            webhook_id = _NO_WEBHOOK_ID if request.webhook_id is None else request.webhook_id
             row = db.execute(
                 "SELECT state FROM jobs WHERE recording_id = ?", (request.recording_id,)
             ).fetchone()
@@ -158,16 +177,20 @@ class SqliteJournal:
             if row is None:
                 db.execute(
                     "INSERT INTO jobs (recording_id, webhook_id, contact_id, codec, offsets, day,"
-                    " state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                    " state, created_at, updated_at, original_name, scope, source_ref)"
+                    " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
                     (
                         request.recording_id,
-                        request.webhook_id,
+                        webhook_id,
                         request.contact_id,
                         request.codec,
                         offsets,
                         request.day,
                         now,
                         now,
+                        request.original_name,
+                        request.scope,
+                        request.source_ref,
                     ),
                 )
                 return Enqueued.ACCEPTED
@@ -177,14 +200,17 @@ class SqliteJournal:
                 db.execute(
                     "UPDATE jobs SET webhook_id = ?, contact_id = ?, codec = ?, offsets = ?,"
                     " day = ?, state = 'queued', attempts = 0, last_error = NULL,"
-                    " checkpoint = NULL, updated_at = ? WHERE recording_id = ?",
+                    " checkpoint = NULL, updated_at = ?, original_name = ?, scope = ?"
+                    " WHERE recording_id = ?",
                     (
-                        request.webhook_id,
+                        webhook_id,
                         request.contact_id,
                         request.codec,
                         offsets,
                         request.day,
                         now,
+                        request.original_name,
+                        request.scope,
                         request.recording_id,
                     ),
                 )
@@ -206,8 +232,9 @@ class SqliteJournal:
     async def claim(self) -> Job | None:
         def body(db: sqlite3.Connection) -> Job | None:
             row = db.execute(
-                "SELECT id, recording_id, contact_id, codec, offsets, day, attempts, checkpoint"
-                " FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1"
+                "SELECT id, recording_id, contact_id, codec, offsets, day, attempts, checkpoint,"
+                " original_name, scope, source_ref FROM jobs WHERE state = 'queued'"
+                " ORDER BY id LIMIT 1"
             ).fetchone()
             if row is None:
                 return None
@@ -224,6 +251,9 @@ class SqliteJournal:
                 day=row[5],
                 attempts=row[6],
                 checkpoint=None if row[7] is None else Checkpoint.from_json(orjson.loads(row[7])),
+                original_name=row[8],
+                scope="contact" if row[9] == "contact" else "recording",
+                source_ref=row[10],
             )
 
         return await self._write(body)

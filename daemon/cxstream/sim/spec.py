@@ -175,6 +175,29 @@ def _int(where: str, key: str, value: Any, *, minimum: int, maximum: int | None 
     return value
 
 
+def _fault_params(where: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The validated selector and parameter values of one fault table."""
+    params: dict[str, Any] = {}
+    if "on" in raw:
+        on = raw["on"]
+        if not isinstance(on, list) or not on:
+            raise ValueError(f"{where}: on must be a non-empty list of request numbers")
+        params["on"] = tuple(sorted({_int(where, "on", n, minimum=1) for n in on}))
+    for key in ("times", "after_bytes", "at_byte", "retry_after"):
+        if key in raw:
+            params[key] = _int(where, key, raw[key], minimum=0)
+    if "bytes_per_second" in raw:
+        params["bytes_per_second"] = _int(
+            where, "bytes_per_second", raw["bytes_per_second"], minimum=1
+        )
+    if "status" in raw:
+        status = _int(where, "status", raw["status"], minimum=0)
+        if status not in RETRYABLE_STATUSES:
+            raise ValueError(f"{where}: status must be 429 or 503, got {status}")
+        params["status"] = status
+    return params
+
+
 def fault_from_dict(where: str, raw: Any) -> FaultSpec:
     if not isinstance(raw, Mapping):
         raise ValueError(f"{where}: a fault must be a table/object, got {raw!r}")
@@ -188,28 +211,7 @@ def fault_from_dict(where: str, raw: Any) -> FaultSpec:
         raise ValueError(f"{where}: unknown key {unknown[0]!r}")
     if "on" in raw and "times" in raw:
         raise ValueError(f"{where}: give either 'on' or 'times', not both")
-    params: dict[str, Any] = {}
-    if "on" in raw:
-        on = raw["on"]
-        if not isinstance(on, list) or not on:
-            raise ValueError(f"{where}: on must be a non-empty list of request numbers")
-        params["on"] = tuple(sorted({_int(where, "on", n, minimum=1) for n in on}))
-    if "times" in raw:
-        params["times"] = _int(where, "times", raw["times"], minimum=0)
-    for key in ("after_bytes", "at_byte"):
-        if key in raw:
-            params[key] = _int(where, key, raw[key], minimum=0)
-    if "bytes_per_second" in raw:
-        params["bytes_per_second"] = _int(
-            where, "bytes_per_second", raw["bytes_per_second"], minimum=1
-        )
-    if "status" in raw:
-        status = _int(where, "status", raw["status"], minimum=0)
-        if status not in RETRYABLE_STATUSES:
-            raise ValueError(f"{where}: status must be 429 or 503, got {status}")
-        params["status"] = status
-    if "retry_after" in raw:
-        params["retry_after"] = _int(where, "retry_after", raw["retry_after"], minimum=0)
+    params = _fault_params(where, raw)
     return FaultSpec(kind=kind, **params)
 
 

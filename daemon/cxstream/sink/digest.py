@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import http_sfv
+from http_sfv.dictionary import Dictionary
 
 
 class DigestHeaderError(ValueError):
@@ -13,7 +13,7 @@ def parse_repr_digest(value: str | None) -> bytes | None:
     """The sha-256 digest the header carries; None when there is none to check."""
     if value is None:
         return None
-    field = http_sfv.Dictionary()
+    field = Dictionary()
     try:
         field.parse(value.encode("ascii"))
     except (ValueError, UnicodeEncodeError):

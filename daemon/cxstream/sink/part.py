@@ -15,12 +15,16 @@ import contextlib
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiofiles
 import aiofiles.os
+from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
-from cxstream.formats import ogg, wav
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
+
+from cxstream.formats.registry import Format, StreamCheck
 
 _REHASH_CHUNK = 1024 * 1024
 # Chunks arrive at whatever size the network hands over (often 16 KiB); each
@@ -32,27 +36,24 @@ class ContainerError(ValueError):
     """The bytes break their container format (an Ogg page, a PCM sample)."""
 
 
-def _sha() -> Any:
+def _sha() -> Hash:
     return hashlib.sha256()
 
 
-def _check(codec: str) -> Any:
-    return ogg.OggCheck() if codec == "opus" else wav.PcmCheck()
-
-
 class PartFile:
-    def __init__(self, final_path: Path, codec: str) -> None:
+    def __init__(self, final_path: Path, fmt: Format) -> None:
         self.final_path = final_path
         self.path = final_path.with_name(f".{final_path.name}.part")
-        self.codec = codec
-        self.data_start = wav.HEADER_BYTES if codec == "pcm" else 0
+        self.fmt = fmt
+        self.codec = fmt.name
+        self.data_start = fmt.header_bytes
         self.position = self.data_start
         self.batch_start = self.data_start
-        self._fh: Any = None
+        self._fh: AsyncBufferedIOBase | None = None
         self._source = _sha()
         self._source_at_batch = _sha()
         self._batch = _sha()
-        self._check = _check(codec)
+        self._check: StreamCheck = fmt.stream_check()
         # Bytes accepted but not yet handed to the file, and where they go:
         # every write names its offset, so no write depends on where an
         # earlier (perhaps cancelled) one left the file pointer.
@@ -66,7 +67,7 @@ class PartFile:
         self._fh = await aiofiles.open(self.path, "w+b")
         if self.data_start:
             # Placeholder: the real sizes are only known once the last byte is in.
-            await self._fh.write(wav.header(0))
+            await self._file.write(self.fmt.header(0))
         self.position = self.batch_start = self._flushed = self.data_start
         self._source = _sha()
         self.begin_batch()
@@ -81,7 +82,7 @@ class PartFile:
             return False
         self._fh = await aiofiles.open(self.path, "r+b")
         # Bytes past the checkpoint were never fsynced as a unit: drop them.
-        await self._fh.truncate(offset)
+        await self._file.truncate(offset)
         self._flushed = offset
         self._source = _sha()
         await self._hash_range(self.data_start, batch_start, self._source)
@@ -102,21 +103,27 @@ class PartFile:
             # State first: a cancellation during the awaits below leaves the
             # accounting right (the thread finishes the write regardless).
             self._pending, self._flushed = bytearray(), offset + len(data)
-            await self._fh.seek(offset)
-            await self._fh.write(data)
+            await self._file.seek(offset)
+            await self._file.write(data)
 
-    async def _hash_range(self, start: int, end: int, *digests: Any) -> None:
+    async def _hash_range(self, start: int, end: int, *digests: Hash | Any) -> None:
         """Feed the file's bytes [start, end) to ``digests``; a short file is an error."""
         await self._flush()
-        await self._fh.seek(start)
+        await self._file.seek(start)
         remaining = end - start
         while remaining > 0:
-            chunk = await self._fh.read(min(_REHASH_CHUNK, remaining))
+            chunk = await self._file.read(min(_REHASH_CHUNK, remaining))
             if not chunk:
                 raise ContainerError(f"part file ends {remaining} bytes early")
             for digest in digests:
                 digest.update(chunk)
             remaining -= len(chunk)
+
+    @property
+    def _file(self) -> AsyncBufferedIOBase:
+        if self._fh is None:
+            raise ContainerError("part file is not open")
+        return self._fh
 
     @property
     def is_open(self) -> bool:
@@ -139,7 +146,7 @@ class PartFile:
         self.batch_start = self.position
         self._source_at_batch = self._source.copy()
         self._batch = _sha()
-        self._check = _check(self.codec)
+        self._check = self.fmt.stream_check()
 
     def end_batch(self) -> None:
         """The batch is all here: its container must be complete (raises ContainerError)."""
@@ -151,15 +158,19 @@ class PartFile:
     async def restart_batch(self) -> None:
         """Forget everything the current batch wrote (a 200 to a resume, a bad digest)."""
         await self._flush()
-        await self._fh.truncate(self.batch_start)
+        await self._file.truncate(self.batch_start)
         self.position = self._flushed = self.batch_start
         self._source = self._source_at_batch.copy()
         self._batch = _sha()
-        self._check = _check(self.codec)
+        self._check = self.fmt.stream_check()
 
     @property
     def batch_bytes(self) -> int:
         return self.position - self.batch_start
+
+    @property
+    def source_bytes_before_batch(self) -> int:
+        return self.batch_start - self.data_start
 
     @property
     def source_bytes(self) -> int:
@@ -190,8 +201,8 @@ class PartFile:
 
     async def sync(self) -> None:
         await self._flush()
-        await self._fh.flush()
-        await asyncio.to_thread(os.fsync, self._fh.fileno())
+        await self._file.flush()
+        await asyncio.to_thread(os.fsync, self._file.fileno())
 
     # -- publishing -------------------------------------------------------
 
@@ -204,8 +215,8 @@ class PartFile:
         """
         await self._flush()
         if self.data_start:
-            await self._fh.seek(0)
-            await self._fh.write(wav.header(self.source_bytes))
+            await self._file.seek(0)
+            await self._file.write(self.fmt.header(self.source_bytes))
         await self.sync()
         size = (await aiofiles.os.stat(self.path)).st_size
         if size != self.position:

@@ -9,10 +9,7 @@ from typing import Any
 
 import orjson
 
-from cxstream.planner import Segment
-
-EXTENSIONS = {"opus": "opus", "pcm": "wav"}
-FILE_TYPES = {"opus": "audio/ogg; codecs=opus", "pcm": "audio/wav"}
+from cxstream.formats import registry
 
 
 def final_path(storage_dir: Path, day: str, recording_id: str, codec: str) -> Path:
@@ -20,7 +17,7 @@ def final_path(storage_dir: Path, day: str, recording_id: str, codec: str) -> Pa
 
     Built by name, never with ``with_suffix``: recording ids may hold dots.
     """
-    return storage_dir / day / f"{recording_id}.{EXTENSIONS[codec]}"
+    return storage_dir / day / f"{recording_id}.{registry.get(codec).extension}"
 
 
 def sidecar_path(final: Path, recording_id: str) -> Path:
@@ -39,10 +36,13 @@ class Archived:
     contact_id: str | None
     codec: str
     path: Path
-    bytes: int
+    size: int
     sha256: str
     source_sha256: str
-    segments: tuple[Segment, ...]
+    segments: list[dict[str, int]]
+    duration_s: float | None
+    verified_by: tuple[str, ...]
+    extra: dict[str, Any]
     attempts: int
     ttfb_ms: float | None
     duration_ms: float
@@ -54,18 +54,20 @@ class Archived:
             "recordingId": self.recording_id,
             "contactId": self.contact_id,
             "codec": self.codec,
-            "contentType": FILE_TYPES[self.codec],
+            "contentType": registry.get(self.codec).content_type,
             "path": str(self.path),
-            "bytes": self.bytes,
+            "bytes": self.size,
             "sha256": self.sha256,
             "sourceSha256": self.source_sha256,
-            "segments": [{"offset": s.offset, "duration": s.duration} for s in self.segments],
-            "durationSeconds": sum(s.duration for s in self.segments),
+            "segments": self.segments,
+            "durationSeconds": self.duration_s,
+            "verified_by": list(self.verified_by),
             "attempts": self.attempts,
             "ttfb_ms": None if self.ttfb_ms is None else round(self.ttfb_ms, 1),
             "duration_ms": round(self.duration_ms, 1),
             "startedAt": _iso(self.started_at),
             "completedAt": _iso(self.completed_at),
+            **self.extra,
         }
 
     def announcement(self) -> bytes:
@@ -77,11 +79,11 @@ class Archived:
                     "recordingId": self.recording_id,
                     "contactId": self.contact_id,
                     "path": str(self.path),
-                    "bytes": self.bytes,
+                    "bytes": self.size,
                     "sha256": self.sha256,
                     "codec": self.codec,
-                    "contentType": FILE_TYPES[self.codec],
-                    "durationSeconds": sum(s.duration for s in self.segments),
+                    "contentType": registry.get(self.codec).content_type,
+                    "durationSeconds": self.duration_s,
                 },
             }
         )

@@ -1,0 +1,124 @@
+"""The end of a job: a verified part file becomes a published recording, or evidence.
+
+Publication is: the file under its final name (no clobbering), its sidecar,
+then — in one journal transaction — the job completed and its announcement
+queued. A failed job's bytes go to quarantine if they are what failed to
+verify, else they are removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import orjson
+
+from cxstream.audit import AuditLog
+from cxstream.config import Config
+from cxstream.fetcher.errors import FetchError, VerificationError
+from cxstream.fetcher.source import Media, Target
+from cxstream.formats import registry
+from cxstream.journal import Job, Journal
+from cxstream.metrics import Metrics
+from cxstream.sink.part import PartFile, write_atomic
+from cxstream.sink.quarantine import quarantine
+from cxstream.sink.record import Archived, final_path, sidecar_path
+
+if TYPE_CHECKING:
+    from cxstream.fetcher.job import JobRun
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A sealed part file: every check passed, ``sha256`` is of the bytes on disk."""
+
+    part: PartFile
+    sha256: str
+    media: Media
+    target: Target
+
+
+class Publisher:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        journal: Journal,
+        metrics: Metrics,
+        on_completed: Callable[[], None] | None = None,
+    ) -> None:
+        self._cfg = config
+        self._journal = journal
+        self._metrics = metrics
+        self._on_completed = on_completed
+
+    async def publish(self, run: JobRun, verified: Verified) -> None:
+        part, media, job = verified.part, verified.media, run.job
+        size = part.position
+        await part.publish()
+        run.part = None
+        container = (media.fmt.check_name,) if media.fmt.check_name else ()
+        archived = Archived(
+            recording_id=job.recording_id,
+            contact_id=job.contact_id,
+            codec=media.fmt.name,
+            path=part.final_path,
+            size=size,
+            sha256=verified.sha256,
+            source_sha256=part.source_sha256(),
+            segments=media.segments,
+            duration_s=_duration(media),
+            verified_by=(*media.verified_by, *container, "read-back"),
+            extra=verified.target.extra,
+            attempts=run.budget.attempts,
+            ttfb_ms=run.streamer.ttfb_ms,
+            duration_ms=(time.monotonic() - run.started) * 1000,
+            started_at=run.started_wall,
+            completed_at=time.time(),
+        )
+        sidecar = orjson.dumps(archived.sidecar(), option=orjson.OPT_INDENT_2)
+        await write_atomic(sidecar_path(part.final_path, job.recording_id), sidecar)
+        announcement = archived.announcement() if self._cfg.archive.url else None
+        await asyncio.shield(
+            self._journal.complete(job.id, run.budget.attempts, archived.sidecar(), announcement)
+        )
+        self._metrics.recordings.labels(outcome="completed").inc()
+        self._metrics.duration.observe(archived.duration_ms / 1000)
+        run.log.info(
+            "recording.completed",
+            bytes=archived.size,
+            sha256=archived.sha256,
+            ttfb_ms=None if archived.ttfb_ms is None else round(archived.ttfb_ms, 1),
+            duration_ms=round(archived.duration_ms, 1),
+            attempts=archived.attempts,
+            path=str(archived.path),
+            codec=archived.codec,
+        )
+        if self._on_completed is not None:
+            self._on_completed()
+
+    async def discard(
+        self, job: Job, part: PartFile | None, err: FetchError, attempts: int, log: AuditLog
+    ) -> None:
+        if part is not None and isinstance(err, VerificationError) and part.source_bytes:
+            state_dir = self._cfg.storage.state_dir
+            path = await quarantine(part, state_dir, job.recording_id, err.text, attempts)
+            log.warning(
+                "recording.quarantined", reason=err.text, path=str(path), bytes=part.position
+            )
+        elif part is not None:
+            await part.discard()
+        elif job.checkpoint is not None:
+            # This run never reopened the earlier run's part file: remove it.
+            fmt = registry.get(job.checkpoint.codec)
+            final = final_path(self._cfg.storage.dir, job.day, job.recording_id, fmt.name)
+            await PartFile(final, fmt).discard()
+
+
+def _duration(media: Media) -> float | int | None:
+    if media.segments:
+        return sum(s["duration"] for s in media.segments)
+    return media.expect.duration_s
