@@ -35,12 +35,17 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PCM_SEGMENT_BYTES = 240_000  # 15 s of 8 kHz 16-bit mono
 
 
-def cpu_s(pid: int) -> float:
-    """utime + stime of ``pid`` (all its threads), in seconds."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of ``pid``, all its threads, in seconds."""
     raw = Path(f"/proc/{pid}/stat").read_text()
     # Field 2 (comm) may hold spaces; everything after its ')' splits cleanly.
     fields = raw[raw.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of ``pid`` (all its threads), in seconds."""
+    return sum(cpu_split(pid))
 
 
 def status_kib(pid: int, key: str) -> int:

@@ -102,12 +102,14 @@ def render(result: dict[str, Any]) -> str:
                 continue
             wall = a[f"{tool}_wall_s"]
             cpu, rss, sim = a[f"{tool}_cpu_s"], a[f"{tool}_peak_rss_mib"], a[f"{tool}_sim_cpu_s"]
-            rows.append(
-                [label, _num(wall), _num(a["mb"] / wall, 0), _num(cpu), _num(rss, 0), _num(sim)]
-            )
+            fsync = "(included)" if tool == "daemon" else _num(a.get(f"{tool}_fsync_s", math.nan))
+            speed = _num(a["mb"] / wall, 0)
+            rows.append([label, _num(wall), speed, _num(cpu), _num(rss, 0), _num(sim), fsync])
         lines += [
             "   " + x
-            for x in _table(["", "wall s", "MB/s", "CPU s", "peak RSS MiB", "sim CPU s"], rows)
+            for x in _table(
+                ["", "wall s", "MB/s", "CPU s", "peak RSS MiB", "sim CPU s", "then fsync s"], rows
+            )
         ]
         ratios = [
             f"{what} {a[k]:.2f}x"
