@@ -139,12 +139,15 @@ async def ingress(
     source: dict[str, Any] | None = None,
     socket_factory: Callable[[str, int, socket.AddressFamily], socket.socket] | None = None,
     cxone: Any = None,
+    sections: dict[str, dict[str, Any]] | None = None,
 ) -> AsyncIterator[Ingress]:
     """With ``cxone`` (a simulator), the real workers run against it; else none run."""
     tmp.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, dict[str, Any]] = {"webhook": {**webhook_keys(mode), **(webhook or {})}}
     if source is not None:
         overrides["source"] = source
+    for name, values in (sections or {}).items():
+        overrides.setdefault(name, {}).update(values)
     cfg = load(write_config(tmp, NOWHERE if cxone is None else cxone, **overrides), {})
     cfg.storage.dir.mkdir(parents=True, exist_ok=True)
     audit_path = tmp / "audit.ndjson"

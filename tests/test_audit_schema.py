@@ -222,6 +222,7 @@ VALID: dict[str, dict[str, Any]] = {
         min_free_bytes=268435456,
     ),
     "storage.resumed": _line("info", "storage.resumed", paused_s=12.5),
+    "ratelimit.waiting": _line("info", "ratelimit.waiting", wait_s=2.0, rate_per_s=0.5),
 }
 
 # Other shapes the code writes: the second call site of an event, the other branch.

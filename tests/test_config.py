@@ -308,11 +308,27 @@ def test_allow_from_in_either_family_from_the_file_or_the_environment(tmp_path: 
 
 
 def test_source_kind_and_grace(tmp_path: Path) -> None:
-    path = _config(tmp_path, source={"kind": "genesys", "not_ready_grace_s": 60})
+    path = _config(
+        tmp_path,
+        source={"kind": "genesys", "not_ready_grace_s": 60},
+        genesys={
+            "client_id": "gc-client",
+            "client_secret": "gc-secret",
+            "region": "mypurecloud.ie",
+        },
+        cxone={"access_key_id": "ak-id", "access_key_secret": "ak-secret"},
+    )
     cfg = load(path, {})
     assert (cfg.source.kind, cfg.source.not_ready_grace_s) == ("genesys", 60.0)
+    assert cfg.genesys is not None
+    assert (cfg.genesys.api_url, cfg.genesys.login_url) == (
+        "https://api.mypurecloud.ie",
+        "https://login.mypurecloud.ie",
+    )
     env = {"CXSTREAM_SOURCE_KIND": "cxone-playback"}
-    assert load(path, env).source.kind == "cxone-playback"
+    playback = load(path, env)
+    assert playback.source.kind == "cxone-playback" and playback.genesys is None
+    assert playback.cxone.rate_limit_requests == 150  # the documented Media Playback quota
 
 
 # -- bad configurations ---------------------------------------------------------

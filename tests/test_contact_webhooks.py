@@ -23,6 +23,8 @@ from tests.ingress import credentials, ingress
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 WHEN = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 KINDS = ("cxone-playback", "genesys")
+GENESYS = {"client_id": "gc-client", "client_secret": "gc-client-secret"}
+PLAYBACK = {"access_key_id": "ak-id", "access_key_secret": "ak-secret"}
 
 
 def _doc(**data: Any) -> dict[str, Any]:
@@ -150,7 +152,9 @@ def test_cxone_stream_keeps_its_rules() -> None:
 
 
 async def test_contact_webhooks_through_the_ingress(tmp_path: Path) -> None:
-    async with ingress(tmp_path, "basic", source={"kind": "genesys"}) as ing:
+    async with ingress(
+        tmp_path, "basic", source={"kind": "genesys"}, sections={"genesys": GENESYS}
+    ) as ing:
 
         async def post(**data: Any) -> tuple[int, Any]:
             body = orjson.dumps(_doc(**data))
@@ -190,7 +194,9 @@ async def test_contact_webhooks_through_the_ingress(tmp_path: Path) -> None:
 
 
 async def test_a_stream_body_is_refused_by_a_contact_source(tmp_path: Path) -> None:
-    async with ingress(tmp_path, "bearer", source={"kind": "cxone-playback"}) as ing:
+    async with ingress(
+        tmp_path, "bearer", source={"kind": "cxone-playback"}, sections={"cxone": PLAYBACK}
+    ) as ing:
         body = completed("rec-1")
         code, doc, _ = await ing.post(body, credentials("bearer", body))
         assert (code, doc) == (400, {"error": "data.contactId is required"})

@@ -162,6 +162,15 @@ async def test_token_flow(session: aiohttp.ClientSession, sim: SimServer) -> Non
     ) as r:
         assert r.status == 400
         assert await r.json() == {"error": "unsupported_grant_type"}
+    # A body that is not a UTF-8 urlencoded form is a 400, not a 500.
+    for body, content_type in [
+        (b"grant_type=\xff", "application/x-www-form-urlencoded"),
+        (b"--x\r\nbroken", "multipart/form-data; boundary=x"),
+    ]:
+        headers = {**basic(CLIENT_ID, CLIENT_SECRET), "Content-Type": content_type}
+        async with session.post(sim.token_url, data=body, headers=headers) as r:
+            assert r.status == 400
+            assert await r.json() == {"error": "invalid_request"}
     assert sim.stats.tokens_issued == 1
 
 

@@ -93,8 +93,8 @@ class WebhookConfig:
 
 @dataclass(frozen=True, slots=True)
 class CxoneConfig:
-    base_url: str
-    token_url: str
+    base_url: str  # "" for cxone-playback: discovered from the issuer
+    token_url: str  # "" for cxone-playback: discovered from the issuer
     client_id: str
     client_secret: Secret
     codecs: tuple[str, ...]
@@ -102,6 +102,24 @@ class CxoneConfig:
     token_refresh_margin_s: float = 60.0
     max_control_bytes: int = 1024 * 1024
     max_segments: int = 20_000
+    issuer: str = "https://cxone.niceincontact.com"
+    access_key_id: str = ""
+    access_key_secret: Secret | None = None
+    # One token bucket for every CXone API call (0 requests: no limit).
+    rate_limit_requests: int = 0
+    rate_limit_window_s: float = 300.0
+
+
+GENESYS_FORMATS = ("OGG_OPUS", "WAV")
+
+
+@dataclass(frozen=True, slots=True)
+class GenesysConfig:
+    api_url: str  # https://api.<region>, or the override
+    login_url: str  # https://login.<region>, or the override
+    client_id: str
+    client_secret: Secret | None
+    formats: tuple[str, ...] = GENESYS_FORMATS
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +179,7 @@ class Config:
     audit: AuditConfig
     admin: AdminConfig
     source: SourceConfig = field(default_factory=SourceConfig)
+    genesys: GenesysConfig | None = None
     origin: str = field(default="<defaults>", compare=False)  # the file read, for messages
 
 
@@ -181,6 +200,20 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "token_refresh_margin_s": 60.0,
         "max_control_bytes": 1024 * 1024,
         "max_segments": 20_000,
+        "issuer": "https://cxone.niceincontact.com",
+        "base_url": "",
+        "token_url": "",
+        "client_id": "",
+        "access_key_id": "",
+        "rate_limit_requests": None,
+        "rate_limit_window_s": 300.0,
+    },
+    "genesys": {
+        "region": "mypurecloud.com",
+        "api_url": "",
+        "login_url": "",
+        "client_id": "",
+        "formats": list(GENESYS_FORMATS),
     },
     "streams": {
         "concurrency": 8,
@@ -212,6 +245,8 @@ SECRETS = {
     ("webhook", "token"),
     ("webhook", "password"),
     ("cxone", "client_secret"),
+    ("cxone", "access_key_secret"),
+    ("genesys", "client_secret"),
     ("archive", "secret"),
 }
 _ENV_PREFIX = "CXSTREAM_"
@@ -269,7 +304,6 @@ class _Section:
         self.name = name
         self.values = values
         known = set(DEFAULTS[name]) | {k for s, k in SECRETS if s == name}
-        known |= {"base_url", "token_url", "client_id"} if name == "cxone" else set()
         for key in values:
             if key not in known:
                 raise ConfigError(f"{name}.{key}", "unknown key")
@@ -480,12 +514,7 @@ def _validate(raw: dict[str, dict[str, Any]], origin: str) -> Config:
                 "webhook.user", "must be printable, at most 256 characters, without ':'"
             )
         password = wh.credential("password", auth)
-    client_secret = cx.values.get("client_secret")
-    if not isinstance(client_secret, str) or not client_secret:
-        raise ConfigError("cxone.client_secret", "is required (or client_secret_file)")
-    client_id = cx.string("client_id")
-    if not client_id:
-        raise ConfigError("cxone.client_id", "must not be empty")
+    kind = s["source"].choice("kind", SOURCE_KINDS)
     archive_url = ar.url("url", optional=True)
     archive_secret = ar.whsec("secret", optional=True)
     if archive_url and archive_secret is None:
@@ -509,17 +538,8 @@ def _validate(raw: dict[str, dict[str, Any]], origin: str) -> Config:
             password=password,
             allow_from=wh.networks("allow_from"),
         ),
-        cxone=CxoneConfig(
-            base_url=cx.url("base_url"),
-            token_url=cx.url("token_url"),
-            client_id=client_id,
-            client_secret=Secret(client_secret),
-            codecs=cx.codecs("codecs"),
-            connect_timeout_s=cx.number("connect_timeout_s", float, 0.1, 300),
-            token_refresh_margin_s=cx.number("token_refresh_margin_s", float, 0, 3600),
-            max_control_bytes=cx.number("max_control_bytes", int, 4096, 1 << 30),
-            max_segments=cx.number("max_segments", int, 1, 10_000_000),
-        ),
+        cxone=_cxone(cx, kind),
+        genesys=_genesys(s["genesys"]) if kind == "genesys" else None,
         streams=StreamsConfig(
             concurrency=st.number("concurrency", int, 1, 4096),
             idle_timeout_s=st.number("idle_timeout_s", float, 0.1, 3600),
@@ -546,8 +566,87 @@ def _validate(raw: dict[str, dict[str, Any]], origin: str) -> Config:
         audit=AuditConfig(path=audit_path),
         admin=AdminConfig(listen=s["admin"].listen("listen")),
         source=SourceConfig(
-            kind=s["source"].choice("kind", SOURCE_KINDS),
+            kind=kind,
             not_ready_grace_s=s["source"].number("not_ready_grace_s", float, 0, 7 * 86400),
         ),
         origin=origin,
+    )
+
+
+def _required_secret(sec: _Section, key: str, why: str) -> Secret:
+    value = sec.values.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(sec.key(key), f"is required {why} (or {key}_file)")
+    return Secret(value)
+
+
+def _cxone(cx: _Section, kind: str) -> CxoneConfig:
+    """[cxone]: the stream API (§1) or the Media Playback API (§8); unused for genesys."""
+    playback, stream = kind == "cxone-playback", kind == "cxone-stream"
+    client_id = cx.string("client_id")
+    if (stream or playback) and not client_id:
+        raise ConfigError("cxone.client_id", "must not be empty")
+    if stream or playback:
+        client_secret = _required_secret(cx, "client_secret", f"for source.kind {kind!r}")
+    else:
+        client_secret = Secret("")
+    access_key_id, access_key_secret = cx.string("access_key_id"), None
+    if playback:
+        if not access_key_id:
+            raise ConfigError("cxone.access_key_id", "is required for source.kind 'cxone-playback'")
+        access_key_secret = _required_secret(cx, "access_key_secret", "for cxone-playback")
+    for key in ("base_url", "token_url"):
+        if stream and not str(cx.values.get(key) or "").strip():
+            raise ConfigError(cx.key(key), "is required")
+    limit = cx.values.get("rate_limit_requests")
+    return CxoneConfig(
+        # The stream API names both; the playback API discovers them from the issuer.
+        base_url=cx.url("base_url", optional=not stream),
+        token_url=cx.url("token_url", optional=not stream),
+        client_id=client_id,
+        client_secret=client_secret,
+        codecs=cx.codecs("codecs"),
+        connect_timeout_s=cx.number("connect_timeout_s", float, 0.1, 300),
+        token_refresh_margin_s=cx.number("token_refresh_margin_s", float, 0, 3600),
+        max_control_bytes=cx.number("max_control_bytes", int, 4096, 1 << 30),
+        max_segments=cx.number("max_segments", int, 1, 10_000_000),
+        issuer=cx.url("issuer"),
+        access_key_id=access_key_id,
+        access_key_secret=access_key_secret,
+        # CXone documents 150 requests per 5 minutes for Media Playback; the
+        # stream API (§1) documents no quota, so it is not limited unless asked.
+        rate_limit_requests=(150 if playback else 0)
+        if limit is None
+        else cx.number("rate_limit_requests", int, 0, 1_000_000),
+        rate_limit_window_s=cx.number("rate_limit_window_s", float, 1, 86400),
+    )
+
+
+def _genesys(g: _Section) -> GenesysConfig:
+    region = g.string("region").strip().lower()
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?\.[a-z]{2,}", region):
+        raise ConfigError(
+            "genesys.region", f"expected a host suffix such as mypurecloud.com, got {region[:60]!r}"
+        )
+    client_id = g.string("client_id")
+    if not client_id:
+        raise ConfigError("genesys.client_id", "is required for source.kind 'genesys'")
+    formats = g.get("formats")
+    if isinstance(formats, str):
+        formats = [f.strip() for f in formats.split(",") if f.strip()]
+    if (
+        not isinstance(formats, list)
+        or not formats
+        or any(f not in GENESYS_FORMATS for f in formats)
+        or len(set(formats)) != len(formats)
+    ):
+        raise ConfigError(
+            "genesys.formats", f"expected distinct formats from {list(GENESYS_FORMATS)}"
+        )
+    return GenesysConfig(
+        api_url=g.url("api_url", optional=True) or f"https://api.{region}",
+        login_url=g.url("login_url", optional=True) or f"https://login.{region}",
+        client_id=client_id,
+        client_secret=_required_secret(g, "client_secret", "for source.kind 'genesys'"),
+        formats=tuple(formats),
     )

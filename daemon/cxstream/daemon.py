@@ -101,7 +101,7 @@ def build_pool(app: web.Application) -> WorkerPool:
     on_completed = None if notifier is None else notifier.wake
     runner = JobRunner(
         config=cfg,
-        source=make_source(cfg, app[SESSION]),
+        source=make_source(cfg, app[SESSION], app[AUDIT], app[METRICS]),
         journal=app[JOURNAL],
         audit=app[AUDIT],
         metrics=app[METRICS],

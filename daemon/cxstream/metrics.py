@@ -45,6 +45,14 @@ class Metrics:
         self.storage_paused = Gauge(
             "cxstream_storage_paused", "1 while fetching waits for disk space", registry=r
         )
+        self.ratelimit_wait = Counter(
+            "cxstream_ratelimit_wait_seconds",
+            "Seconds API calls waited on the client-side rate limit",
+            registry=r,
+        )
+        self.token_refreshes = Counter(
+            "cxstream_token_refreshes", "OAuth tokens obtained", registry=r
+        )
         self.interrupted = Counter(
             "cxstream_jobs_interrupted",
             "Jobs handed back by an outage of ours (journal, disk)",

@@ -27,6 +27,7 @@ from cxstream.fetcher.errors import (
     Throttled,
     parse_retry_after,
 )
+from cxstream.fetcher.ratelimit import RateLimiter
 from cxstream.fetcher.token import TokenSource
 from cxstream.planner import Batch, Segment
 
@@ -122,9 +123,14 @@ async def _error_from(resp: aiohttp.ClientResponse) -> FetchError:
 
 class CxoneClient:
     def __init__(
-        self, session: aiohttp.ClientSession, config: CxoneConfig, tokens: TokenSource
+        self,
+        session: aiohttp.ClientSession,
+        config: CxoneConfig,
+        tokens: TokenSource,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._session = session
+        self._limiter = limiter
         self._base = config.base_url
         self._tokens = tokens
         self._max_control = config.max_control_bytes
@@ -140,12 +146,16 @@ class CxoneClient:
         """GET with the bearer token; a 401 refreshes it and repeats the call once."""
         for second_try in (False, True):
             token = await self._tokens.get()
+            if self._limiter is not None:
+                await self._limiter.acquire()
             resp = await self._session.get(
                 url,
                 params=params,
                 headers={**headers, "Authorization": f"Bearer {token}"},
                 allow_redirects=False,
             )
+            if resp.status == 429 and self._limiter is not None:
+                self._limiter.throttled()
             if resp.status == 401 and not second_try:
                 resp.release()
                 self._tokens.invalidate(token)

@@ -36,6 +36,8 @@ from cxstream.fetcher.publish import Publisher, Verified
 from cxstream.fetcher.source import Media, Piece, Source, Target
 from cxstream.fetcher.stream import PieceState, PieceStreamer, StreamSettings
 from cxstream.fetcher.watchdog import Watchdog
+from cxstream.formats import FormatError
+from cxstream.formats.check import check_file
 from cxstream.journal import Checkpoint, Job, JobRequest, Journal, JournalError
 from cxstream.metrics import Metrics
 from cxstream.sink.part import ContainerError, PartFile
@@ -393,7 +395,12 @@ class JobRun:
         """The file's sha256 once the whole verifies; None after starting over."""
         try:
             _check_whole(part, media)
-            return await part.seal()
+            sha = await part.seal()
+            if media.expect.sha256 is None:
+                # No checksum from the platform: the container and the
+                # duration are what is left to hold the file to.
+                await _check_container(part, media)
+            return sha
         except ContainerError as exc:
             # The disk does not hold what was verified: write it again.
             err: VerificationError = VerificationError("disk_mismatch", str(exc))
@@ -409,6 +416,19 @@ class JobRun:
 
         await self.retry(err, undo=start_over)
         return None
+
+
+async def _check_container(part: PartFile, media: Media) -> None:
+    try:
+        info = await check_file(part.path, media.fmt.container)
+    except FormatError as exc:
+        raise VerificationError("container_invalid", str(exc)) from None
+    expected = media.expect.duration_s
+    # Encoders pad (AAC adds ~0.1 s); a different recording is off by far more.
+    if expected is not None and abs(info.duration_s - expected) > max(1.0, expected * 0.02):
+        raise VerificationError(
+            "duration_mismatch", f"{info.duration_s:.2f}s, expected {expected:.2f}s"
+        )
 
 
 def _check_whole(part: PartFile, media: Media) -> None:

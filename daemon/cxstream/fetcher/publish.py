@@ -61,6 +61,8 @@ class Publisher:
         await part.publish()
         run.part = None
         container = (media.fmt.check_name,) if media.fmt.check_name else ()
+        if media.expect.sha256 is None:
+            container = (*container, f"{media.fmt.container}-container")
         archived = Archived(
             recording_id=job.recording_id,
             contact_id=job.contact_id,

@@ -41,6 +41,7 @@ class Piece:
     units: int
     label: str
     need_digest: bool = False
+    where: str | None = None  # a media URL's scheme://host/path (never its query)
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,12 +137,14 @@ class PieceStreamer:
     ) -> None:
         settings = self._settings
         start = part.batch_bytes
+        where = {} if piece.where is None else {"url": piece.where}
         self._audit.info(
             "stream.request",
             offsets=piece.label,
             codec=media.fmt.name,
             range_start=start,
             attempt=attempt,
+            **where,
         )
         sent = time.monotonic()
         async with (

@@ -1,4 +1,5 @@
-"""Ogg pages (RFC 3533): the CRC, a page parser and a serial-number rewriter.
+"""Ogg pages (RFC 3533): the CRC, a page parser, a serial-number rewriter and
+the Ogg Opus check, streaming (``OggCheck``) or of a whole file (``check_opus_file``).
 
 Ogg's CRC is CRC-32 with the normal (MSB-first) polynomial 0x04C11DB7, init 0
 and no final xor. zlib implements only the reflected variant, so we feed it
@@ -8,14 +9,22 @@ which matters because every page of every recording goes through it.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import struct
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
+
+from cxstream.formats import FormatError
 
 CAPTURE = b"OggS"
 HEADER_FIXED = 27
 FLAG_BOS = 0x02
 FLAG_EOS = 0x04
+OPUS_RATE = 48_000
+_OPUS_HEAD_BYTES = 19
+_FILE_CHUNK = 64 * 1024
 
 _REVERSE_BITS = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 _HEADER = struct.Struct("<4sBBqIIIB")
@@ -103,7 +112,7 @@ def reserial(stream: bytes, serial: int) -> bytes:
     return b"".join(with_serial(raw, serial) for _, raw in iter_pages(stream))
 
 
-class OggError(ValueError):
+class OggError(FormatError):
     """The bytes break the Ogg Opus container; the message says where and how."""
 
 
@@ -115,6 +124,9 @@ class OggCheck:
     gaps, nothing after EOS, and closed by EOS before the next link begins
     (CXone's chained recordings never interleave links). At most one partial
     page is buffered, so memory stays bounded by Ogg's 64 KiB page limit.
+
+    ``samples`` counts the 48 kHz samples of every closed link (its last
+    granule position minus its ``OpusHead`` pre-skip, RFC 7845 §4).
     """
 
     def __init__(self) -> None:
@@ -123,7 +135,11 @@ class OggCheck:
         self._open: int | None = None  # serial of the link in progress
         self._next_seq = 0
         self._seen: set[int] = set()
+        self._pre_skip = 0
+        self._granule = 0
         self.pages = 0
+        self.links = 0
+        self.samples = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         self._buf += data
@@ -146,7 +162,8 @@ class OggCheck:
     def _page(self, page: Page, raw: memoryview, at: int) -> None:
         if page_crc(raw) != page.crc:
             raise OggError(f"CRC mismatch in page at byte {at}")
-        body = bytes(raw[page.header_len : page.header_len + 8])
+        head = bytes(raw[page.header_len : page.header_len + _OPUS_HEAD_BYTES])
+        body = head[:8]
         if page.bos:
             if self._open is not None:
                 raise OggError(f"link {self._open} not closed by EOS before byte {at}")
@@ -154,7 +171,11 @@ class OggCheck:
                 raise OggError(f"BOS page at byte {at} reuses serial or sequence")
             if body != b"OpusHead":
                 raise OggError(f"link at byte {at} does not start with OpusHead")
+            if len(head) < _OPUS_HEAD_BYTES:
+                raise OggError(f"OpusHead at byte {at} is cut short")
             self._open, self._next_seq = page.serial, 0
+            self._pre_skip = struct.unpack_from("<H", head, 10)[0]
+            self._granule = 0
             self._seen.add(page.serial)
         elif page.serial != self._open:
             raise OggError(f"page at byte {at} belongs to no open link")
@@ -164,8 +185,12 @@ class OggCheck:
             raise OggError(f"link at byte {at} has no OpusTags")
         self._next_seq += 1
         self.pages += 1
+        if page.granule != -1:  # -1: no packet ends on this page
+            self._granule = page.granule
         if page.eos:
             self._open = None
+            self.links += 1
+            self.samples += max(0, self._granule - self._pre_skip)
 
     def finish(self) -> None:
         """At the end of a batch: no partial page left, every link closed."""
@@ -175,3 +200,28 @@ class OggCheck:
             raise OggError(f"link {self._open} not closed by EOS")
         if not self.pages:
             raise OggError("no Ogg pages")
+
+
+@dataclass(frozen=True, slots=True)
+class OpusInfo:
+    size: int
+    links: int
+    pages: int
+    duration_s: float
+
+
+def check_opus_file(path: str | os.PathLike[str]) -> OpusInfo:
+    """Check a complete (possibly chained) Ogg Opus file; OggError names the first problem."""
+    check = OggCheck()
+    size = 0
+    with Path(path).open("rb") as f:
+        while chunk := f.read(_FILE_CHUNK):
+            check.update(chunk)
+            size += len(chunk)
+    check.finish()
+    return OpusInfo(size, check.links, check.pages, check.samples / OPUS_RATE)
+
+
+async def check_opus(path: str | os.PathLike[str]) -> OpusInfo:
+    """:func:`check_opus_file` in a worker thread (it reads the whole file)."""
+    return await asyncio.to_thread(check_opus_file, path)

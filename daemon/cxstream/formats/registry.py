@@ -39,15 +39,16 @@ class Format:
     header_bytes: int  # written by us in front of the source's bytes (PCM → WAV)
     stream_check: Callable[[], StreamCheck]
     check_name: str | None  # for the sidecar's ``verified_by``; None: no streaming check
+    container: str  # for the whole-file check (formats/check.py)
 
     def header(self, source_bytes: int) -> bytes:
         return wav.header(source_bytes) if self.header_bytes else b""
 
 
-OPUS = Format("opus", "opus", "audio/ogg; codecs=opus", 0, ogg.OggCheck, "ogg-pages")
-PCM = Format("pcm", "wav", "audio/wav", wav.HEADER_BYTES, wav.PcmCheck, "pcm-samples")
-MP4 = Format("mp4", "mp4", "audio/mp4", 0, NoCheck, None)
-WAV = Format("wav", "wav", "audio/wav", 0, NoCheck, None)
+OPUS = Format("opus", "opus", "audio/ogg; codecs=opus", 0, ogg.OggCheck, "ogg-pages", "opus")
+PCM = Format("pcm", "wav", "audio/wav", wav.HEADER_BYTES, wav.PcmCheck, "pcm-samples", "wav")
+MP4 = Format("mp4", "mp4", "audio/mp4", 0, NoCheck, None, "mp4")
+WAV = Format("wav", "wav", "audio/wav", 0, NoCheck, None, "wav")
 
 FORMATS: dict[str, Format] = {f.name: f for f in (OPUS, PCM, MP4, WAV)}
 # What CXone's stream API (contract §1) can be asked for, in ``cxone.codecs``.

@@ -34,6 +34,8 @@ CONTENT_TYPES = {
 # Bodies served with their digest, kept for repeats (a benchmark fetches the
 # same batches three times; a client retries): bounded by total size.
 SERVED_CACHE_BYTES = 64 * 1024 * 1024
+# The MP4 fixtures (make_mp4_fixtures.py) and their presentation durations.
+MP4_SECONDS = {"call15": 15.0, "call30": 30.0}
 # Periods that divide 8000 samples exactly, so a one-second block is a whole
 # number of cycles and can be built by repetition instead of per-sample math.
 _TONE_PERIODS = (40, 32, 25, 20, 16, 10, 8)
@@ -101,6 +103,7 @@ class AudioLibrary:
 
     def __init__(self) -> None:
         self._fixtures: dict[int, bytes] = {}
+        self._mp4: dict[str, bytes] = {}
         self._opus: dict[tuple[int, int], bytes] = {}
         self._pcm: dict[tuple[int, int], bytes] = {}
         self._serials: dict[tuple[str, int], list[int]] = {}
@@ -114,6 +117,15 @@ class AudioLibrary:
             path = resources.files("cxstream.sim").joinpath("audio", f"seg{index}.opus")
             self._fixtures[index] = path.read_bytes()
         return self._fixtures[index]
+
+    def mp4(self, name: str) -> bytes:
+        """The packaged MP4 fixture ``<name>.mp4`` (one of ``MP4_SECONDS``)."""
+        if name not in MP4_SECONDS:
+            raise ValueError(f"no MP4 fixture {name!r}")
+        if name not in self._mp4:
+            path = resources.files("cxstream.sim").joinpath("audio", f"{name}.mp4")
+            self._mp4[name] = path.read_bytes()
+        return self._mp4[name]
 
     def _opus_fixture(self, index: int, seconds: int) -> bytes:
         key = (index, seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+from urllib.parse import parse_qsl
 
 from aiohttp import hdrs, web
 
@@ -45,6 +46,21 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     return (login, password) if sep else None
 
 
+async def read_form(request: web.Request) -> dict[str, str] | None:
+    """A token request's form (RFC 6749: urlencoded UTF-8); None if it is not one.
+
+    ``request.post()`` would raise on a body that is not UTF-8 or a broken
+    multipart one, and a simulator answers bad input with a 400, never a 500.
+    """
+    if request.content_type != "application/x-www-form-urlencoded":
+        return None
+    try:
+        text = (await request.read()).decode("utf-8")
+        return dict(parse_qsl(text, keep_blank_values=True, errors="strict"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
 def _credentials_ok(state: SimState, header: str) -> bool:
     credentials = basic_credentials(header)
     if credentials is None:
@@ -62,8 +78,8 @@ async def handle_token(request: web.Request) -> web.StreamResponse:
         return json_response(
             {"error": "invalid_client"}, 401, {"WWW-Authenticate": 'Basic realm="cxone"'}
         )
-    form = await request.post()
-    grant = form.get("grant_type")
+    form = await read_form(request)
+    grant = None if form is None else form.get("grant_type")
     if grant is None:
         return json_response({"error": "invalid_request"}, 400)
     if grant != "client_credentials":

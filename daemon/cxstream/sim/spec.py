@@ -79,6 +79,7 @@ FAULT_PARAMS: dict[str, frozenset[str]] = {
 METADATA_FAULTS = frozenset({"metadata_status"})
 SELECTORS = frozenset({"on", "times"})
 RETRYABLE_STATUSES = (429, 503)
+DEFAULT_STATUS = 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +98,10 @@ class FaultSpec:
     after_bytes: int = 30_000
     at_byte: int = 4096
     bytes_per_second: int = 16_000
-    status: int = 503
+    status: int = DEFAULT_STATUS
     retry_after: int = 1
+    # Media-host faults (``platform_spec``): bytes of junk after the body.
+    junk_bytes: int = 64
 
     def applies(self, request_number: int) -> bool:
         if self.on:
@@ -154,18 +157,20 @@ class RecordingSpec:
         return out
 
 
-def fault_to_dict(fault: FaultSpec) -> dict[str, Any]:
+def fault_to_dict(
+    fault: FaultSpec, params: Mapping[str, frozenset[str]] = FAULT_PARAMS
+) -> dict[str, Any]:
     out: dict[str, Any] = {"kind": fault.kind}
     if fault.on:
         out["on"] = list(fault.on)
     if fault.times is not None:
         out["times"] = fault.times
-    for name in sorted(FAULT_PARAMS[fault.kind]):
+    for name in sorted(params[fault.kind]):
         out[name] = getattr(fault, name)
     return out
 
 
-def _int(where: str, key: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
+def int_field(where: str, key: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
     # bool is an int subclass; `true` in a TOML file is never a count.
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{where}: {key} must be an integer, got {value!r}")
@@ -175,44 +180,57 @@ def _int(where: str, key: str, value: Any, *, minimum: int, maximum: int | None 
     return value
 
 
-def _fault_params(where: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+def _fault_values(
+    where: str,
+    raw: Mapping[str, Any],
+    kind: str,
+    params: Mapping[str, frozenset[str]],
+    statuses: tuple[int, ...],
+) -> dict[str, Any]:
     """The validated selector and parameter values of one fault table."""
-    params: dict[str, Any] = {}
+    values: dict[str, Any] = {}
     if "on" in raw:
         on = raw["on"]
         if not isinstance(on, list) or not on:
             raise ValueError(f"{where}: on must be a non-empty list of request numbers")
-        params["on"] = tuple(sorted({_int(where, "on", n, minimum=1) for n in on}))
+        values["on"] = tuple(sorted({int_field(where, "on", n, minimum=1) for n in on}))
     for key in ("times", "after_bytes", "at_byte", "retry_after"):
         if key in raw:
-            params[key] = _int(where, key, raw[key], minimum=0)
-    if "bytes_per_second" in raw:
-        params["bytes_per_second"] = _int(
-            where, "bytes_per_second", raw["bytes_per_second"], minimum=1
-        )
+            values[key] = int_field(where, key, raw[key], minimum=0)
+    for key in ("bytes_per_second", "junk_bytes"):
+        if key in raw:
+            values[key] = int_field(where, key, raw[key], minimum=1)
     if "status" in raw:
-        status = _int(where, "status", raw["status"], minimum=0)
-        if status not in RETRYABLE_STATUSES:
-            raise ValueError(f"{where}: status must be 429 or 503, got {status}")
-        params["status"] = status
-    return params
+        status = int_field(where, "status", raw["status"], minimum=0)
+        if status not in statuses:
+            allowed_statuses = " or ".join(map(str, statuses))
+            raise ValueError(f"{where}: status must be {allowed_statuses}, got {status}")
+        values["status"] = status
+    elif "status" in params[kind] and DEFAULT_STATUS not in statuses:
+        values["status"] = statuses[0]
+    return values
 
 
-def fault_from_dict(where: str, raw: Any) -> FaultSpec:
+def fault_from_dict(
+    where: str,
+    raw: Any,
+    params: Mapping[str, frozenset[str]] = FAULT_PARAMS,
+    statuses: tuple[int, ...] = RETRYABLE_STATUSES,
+) -> FaultSpec:
+    """One fault of the kinds in ``params`` (the stream API's by default)."""
     if not isinstance(raw, Mapping):
         raise ValueError(f"{where}: a fault must be a table/object, got {raw!r}")
     kind = raw.get("kind")
-    if kind not in FAULT_PARAMS:
-        raise ValueError(f"{where}: unknown fault kind {kind!r} (one of {', '.join(FAULT_PARAMS)})")
+    if not isinstance(kind, str) or kind not in params:
+        raise ValueError(f"{where}: unknown fault kind {kind!r} (one of {', '.join(params)})")
     where = f"{where} ({kind})"
-    allowed = FAULT_PARAMS[kind] | SELECTORS | {"kind"}
+    allowed = params[kind] | SELECTORS | {"kind"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ValueError(f"{where}: unknown key {unknown[0]!r}")
     if "on" in raw and "times" in raw:
         raise ValueError(f"{where}: give either 'on' or 'times', not both")
-    params = _fault_params(where, raw)
-    return FaultSpec(kind=kind, **params)
+    return FaultSpec(kind=kind, **_fault_values(where, raw, kind, params, statuses))
 
 
 RECORDING_KEYS = frozenset(
@@ -241,7 +259,7 @@ def recording_from_dict(raw: Any) -> RecordingSpec:
         raise ValueError(f"{rid}: unknown key {unknown[0]!r}")
     if "segments" not in raw:
         raise ValueError(f"{rid}: segments (a count) is required")
-    segments = _int(rid, "segments", raw["segments"], minimum=1, maximum=MAX_SEGMENTS)
+    segments = int_field(rid, "segments", raw["segments"], minimum=1, maximum=MAX_SEGMENTS)
     codecs_raw = raw.get("codecs", list(CODECS))
     if (
         not isinstance(codecs_raw, list)
@@ -252,14 +270,14 @@ def recording_from_dict(raw: Any) -> RecordingSpec:
         raise ValueError(f"{rid}: codecs must be a non-empty list drawn from {list(CODECS)}")
     codecs = tuple(codecs_raw)
     seconds_cap = MAX_OPUS_SEGMENT_SECONDS if "opus" in codecs else MAX_SEGMENT_SECONDS
-    seconds = _int(
+    seconds = int_field(
         rid, "segment_seconds", raw.get("segment_seconds", 15), minimum=1, maximum=seconds_cap
     )
-    max_segments = _int(rid, "max_segments", raw.get("max_segments", 3), minimum=1)
+    max_segments = int_field(rid, "max_segments", raw.get("max_segments", 3), minimum=1)
     enforce = raw.get("enforce_max_segments")
     if enforce is not None:
-        enforce = _int(rid, "enforce_max_segments", enforce, minimum=1)
-    max_duration = _int(rid, "max_duration", raw.get("max_duration", 180), minimum=1)
+        enforce = int_field(rid, "enforce_max_segments", enforce, minimum=1)
+    max_duration = int_field(rid, "max_duration", raw.get("max_duration", 180), minimum=1)
     faults_raw = raw.get("faults", [])
     if not isinstance(faults_raw, list):
         raise ValueError(f"{rid}: faults must be a list")
@@ -279,9 +297,13 @@ def recording_from_dict(raw: Any) -> RecordingSpec:
 def corpus_from_data(data: Any) -> list[RecordingSpec]:
     """A corpus from parsed TOML/JSON: ``{"recording": [...]}`` or (JSON) a bare list."""
     if isinstance(data, Mapping):
-        unknown = sorted(set(data) - {"recording"})
+        # [playback] and [genesys] belong to the other platforms' simulators
+        # (platform_spec); a corpus file may describe all three.
+        unknown = sorted(set(data) - {"recording", "playback", "genesys"})
         if unknown:
-            raise ValueError(f"unknown top-level key {unknown[0]!r} (expected 'recording')")
+            raise ValueError(
+                f"unknown top-level key {unknown[0]!r} (expected recording, playback, genesys)"
+            )
         data = data.get("recording", [])
     if not isinstance(data, list):
         raise ValueError("a corpus is a list of recordings ([[recording]] tables)")

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 from aiohttp import web
-from aiohttp.http import StreamWriter
 
 from cxstream.sim.audio import CONTENT_TYPES
 from cxstream.sim.auth import invalid_token, require_token
-from cxstream.sim.faults import Plan, make_plan
+from cxstream.sim.delivery import deliver
+from cxstream.sim.faults import make_plan
 from cxstream.sim.responses import ApiError, json_response, retryable
 from cxstream.sim.spec import RecordingSpec
 from cxstream.sim.state import STATE_KEY, RecordingStats, RequestLog, SimState
 from cxstream.sim.validate import parse_offsets, parse_range, validate_stream_query
-
-CHUNK = 16 * 1024
-# How often a stalled handler looks for its client having gone away, for
-# runners without handler cancellation (ours cancels it outright).
-HOLD_POLL_S = 0.25
-TRICKLE_TICKS_PER_S = 10
-
-Counter = Callable[[int], None]
 
 
 async def handle_stream(request: web.Request) -> web.StreamResponse:
@@ -101,100 +90,10 @@ async def _serve(
     try:
         await resp.prepare(request)
         body = memoryview(plan.body)[start or 0 :]
-        await _deliver(request, resp, body, plan, count, state.shutdown)
+        await deliver(request, resp, body, plan, count, state.shutdown)
     finally:
         # Also reached when a client hanging up cancels the handler, so tests
         # can wait for a stalled stream to be abandoned.
         stats.active_streams -= 1
         state.notify()
     return resp
-
-
-async def _deliver(
-    request: web.Request,
-    resp: web.StreamResponse,
-    data: memoryview,
-    plan: Plan,
-    count: Counter,
-    shutdown: asyncio.Event,
-) -> None:
-    piece = CHUNK
-    if plan.bytes_per_second is not None:
-        piece = max(1, min(CHUNK, plan.bytes_per_second // TRICKLE_TICKS_PER_S))
-    if plan.truncate_after is not None:
-        cut = min(plan.truncate_after, len(data))
-        whole = cut - cut % piece
-        await _send(resp, data[:whole], piece, plan.bytes_per_second, count, shutdown)
-        await _cut_mid_chunk(request, resp, data[whole : whole + piece], cut - whole, count)
-        return
-    stop = len(data) if plan.stall_after is None else min(plan.stall_after, len(data))
-    finished = await _send(resp, data[:stop], piece, plan.bytes_per_second, count, shutdown)
-    if plan.stall_after is not None and finished:
-        await _hold(request, shutdown)
-        finished = False
-    if not finished:
-        # Ending the handler normally would send the terminating chunk and make a
-        # short body look complete; closing keeps the framing visibly broken.
-        _close(request)
-
-
-async def _send(
-    resp: web.StreamResponse,
-    data: memoryview,
-    piece: int,
-    bytes_per_second: int | None,
-    count: Counter,
-    shutdown: asyncio.Event,
-) -> bool:
-    """Write ``data`` in chunks of ``piece``; False if shutdown interrupted a trickle."""
-    for pos in range(0, len(data), piece):
-        part = data[pos : pos + piece]
-        await resp.write(part)
-        count(len(part))
-        if bytes_per_second is not None and await _pause(shutdown, len(part) / bytes_per_second):
-            return False
-    return True
-
-
-async def _cut_mid_chunk(
-    request: web.Request, resp: web.StreamResponse, chunk: memoryview, keep: int, count: Counter
-) -> None:
-    """Announce ``chunk`` in full, send only ``keep`` bytes of it, then hang up."""
-    writer = await resp.prepare(request)
-    if isinstance(writer, StreamWriter):
-        # Headers are buffered until the first body write; a cut before any
-        # whole chunk must still deliver them.
-        writer.send_headers()
-    transport = request.transport
-    if transport is None:
-        return
-    if len(chunk):
-        transport.write(f"{len(chunk):x}\r\n".encode() + bytes(chunk[:keep]))
-        count(keep)
-    # close() rather than abort(): it flushes what is buffered first, so the
-    # client deterministically receives exactly ``after_bytes`` body bytes.
-    transport.close()
-
-
-async def _pause(shutdown: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to ``seconds``; True if the server started shutting down meanwhile."""
-    try:
-        await asyncio.wait_for(shutdown.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
-
-
-async def _hold(request: web.Request, shutdown: asyncio.Event) -> None:
-    """Keep the connection open, sending nothing, until the client or the server gives up."""
-    while not shutdown.is_set():
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return
-        await _pause(shutdown, HOLD_POLL_S)
-
-
-def _close(request: web.Request) -> None:
-    transport = request.transport
-    if transport is not None:
-        transport.close()

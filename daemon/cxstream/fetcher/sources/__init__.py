@@ -4,34 +4,30 @@ from __future__ import annotations
 
 import aiohttp
 
+from cxstream.audit import AuditLog
 from cxstream.config import Config
 from cxstream.fetcher.cxone import CxoneClient
-from cxstream.fetcher.errors import PermanentError
-from cxstream.fetcher.source import Media, Source, Target
+from cxstream.fetcher.ratelimit import RateLimiter
+from cxstream.fetcher.source import Source
+from cxstream.fetcher.sources.cxone_playback import CxonePlaybackSource
 from cxstream.fetcher.sources.cxone_stream import CxoneStreamSource
-from cxstream.fetcher.token import TokenSource
-from cxstream.journal import Job
+from cxstream.fetcher.sources.genesys import GenesysSource
+from cxstream.fetcher.token import TokenSource, client_credentials
+from cxstream.metrics import Metrics
 
 
-def make_source(config: Config, session: aiohttp.ClientSession) -> Source:
-    kind = config.source.kind
-    if kind == "cxone-stream":
-        client = CxoneClient(session, config.cxone, TokenSource(session, config.cxone))
-        return CxoneStreamSource(client, config.cxone.codecs)
-    return _NotBuilt(kind)
-
-
-class _NotBuilt:
-    """Until its adapter lands, a kind fails its jobs with a reason instead of guessing."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-
-    async def resolve(self, job: Job) -> tuple[Target, ...]:
-        raise PermanentError("source_not_built", self.kind)
-
-    async def media(self, job: Job, target: Target, fmt: str) -> Media:
-        raise PermanentError("source_not_built", self.kind)
-
-    def forget(self, job: Job) -> None:
-        pass
+def make_source(
+    config: Config, session: aiohttp.ClientSession, audit: AuditLog, metrics: Metrics
+) -> Source:
+    kind, cx = config.source.kind, config.cxone
+    limiter = RateLimiter(
+        cx.rate_limit_requests, cx.rate_limit_window_s, audit=audit, metrics=metrics
+    )
+    on_token = metrics.token_refreshes.inc
+    if kind == "cxone-playback":
+        return CxonePlaybackSource(session, cx, limiter, on_token=on_token)
+    if kind == "genesys":
+        assert config.genesys is not None
+        return GenesysSource(session, config.genesys, cx, limiter, on_token=on_token)
+    tokens = TokenSource(session, client_credentials(cx), cx.token_url, on_refresh=on_token)
+    return CxoneStreamSource(CxoneClient(session, cx, tokens, limiter), cx.codecs)
