@@ -374,7 +374,7 @@ BAD = [
         env={"CXSTREAM_STREAMS_CONCURRENCY": "three"}),
     Bad("concurrency-toml-string", "streams.concurrency", {"streams": {"concurrency": "3x"}}),
     Bad("concurrency-zero", "streams.concurrency", {"streams": {"concurrency": 0}}),
-    Bad("concurrency-too-big", "streams.concurrency", {"streams": {"concurrency": 257}}),
+    Bad("concurrency-too-big", "streams.concurrency", {"streams": {"concurrency": 4097}}),
     Bad("concurrency-fraction", "streams.concurrency", {"streams": {"concurrency": 1.5}}),
     Bad("concurrency-bool", "streams.concurrency", {"streams": {"concurrency": True}}),
     Bad("concurrency-env-float", "streams.concurrency",

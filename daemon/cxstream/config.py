@@ -759,7 +759,7 @@ def _validate(raw: dict[str, dict[str, Any]], origin: str) -> Config:
         cxone=_cxone(cx, kind),
         genesys=_genesys(s["genesys"]) if kind == "genesys" else None,
         streams=StreamsConfig(
-            concurrency=st.number("concurrency", int, 1, 256),
+            concurrency=st.number("concurrency", int, 1, 4096),
             idle_timeout_s=st.number("idle_timeout_s", float, 0.1, 3600),
             max_attempts=st.number("max_attempts", int, 1, 1000),
             throttle_budget_s=st.number("throttle_budget_s", float, 0.0, 86400),

@@ -44,6 +44,7 @@ from cxstream.keys import (
     Lifecycle,
 )
 from cxstream.listeners import GuardedSite
+from cxstream.looplag import loop_lag_ctx
 from cxstream.metrics import Metrics
 from cxstream.notifier.archive import ArchiveNotifier
 from cxstream.sdnotify import SdNotify, monotonic_usec
@@ -176,7 +177,7 @@ def build_app(config: Config, audit: AuditLog, metrics: Metrics) -> web.Applicat
         metrics,
     )
     app[AUTHENTICATOR] = authenticator_for(config.webhook)
-    app.cleanup_ctx.extend([_journal_ctx, _session_ctx, _notifier_ctx, _workers_ctx])
+    app.cleanup_ctx.extend([loop_lag_ctx, _journal_ctx, _session_ctx, _notifier_ctx, _workers_ctx])
     app.router.add_post("/webhooks/cxone", receive)
     return app
 

@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # A journal commit is one fsync: sub-millisecond on a good SSD, tens of ms on a busy disk.
 _COMMIT = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+# Event-loop lag: fine below 100 ms, where "is the loop keeping up" is decided.
+_LAG = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5)
 _DURATION = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
@@ -87,6 +89,13 @@ class Metrics:
             "cxstream_journal_commit_seconds",
             "Journal COMMIT time (fsync included) of transactions that wrote",
             buckets=_COMMIT,
+            registry=r,
+        )
+
+        self.loop_lag = Histogram(
+            "cxstream_event_loop_lag_seconds",
+            "How late a 100 ms timer fires on the event loop",
+            buckets=_LAG,
             registry=r,
         )
 

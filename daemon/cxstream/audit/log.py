@@ -34,6 +34,8 @@ _DENY = frozenset(
     }
 )
 
+_PLAIN = frozenset({type(None), bool, int, float})
+
 AuditLog = structlog.typing.FilteringBoundLogger
 _BEARER = re.compile(r"(?i)(bearer\s+)\S+")
 
@@ -43,25 +45,34 @@ class _Redactor:
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = tuple(s for s in secrets if len(s) >= 8)
+        # One search tells whether a string can need any masking at all: almost
+        # none do, and this runs for every string of every line.
+        self._suspect = re.compile(
+            "|".join([r"(?i:bearer)\s", *(re.escape(s) for s in self._secrets)])
+        )
 
     def _scrub(self, value: Any) -> Any:
-        if value is None or isinstance(value, bool | int | float):
+        cls = value.__class__
+        if cls in _PLAIN:
             return value
-        if not isinstance(value, str | dict | list | tuple):
-            # An exception or a path is rendered as text anyway: scrub that text.
-            value = str(value)
-        if isinstance(value, str):
-            for secret in self._secrets:
-                if secret in value:
-                    value = value.replace(secret, REDACTED)
-            return _BEARER.sub(rf"\1{REDACTED}", value)
+        if cls is str:
+            return value if self._suspect.search(value) is None else self._mask(value)
         if isinstance(value, dict):
             return {
                 k: REDACTED if str(k).lower() in _DENY else self._scrub(v) for k, v in value.items()
             }
         if isinstance(value, list | tuple):
             return [self._scrub(v) for v in value]
-        return value
+        if isinstance(value, bool | int | float):
+            return value
+        # An exception, a path, a str subclass: rendered as text anyway, so scrub that text.
+        return self._mask(str(value))
+
+    def _mask(self, value: str) -> str:
+        for secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return _BEARER.sub(rf"\1{REDACTED}", value)
 
     def __call__(
         self, _logger: Any, _name: str, event: MutableMapping[str, Any]

@@ -3,7 +3,10 @@
 ``synchronous=FULL`` makes a commit durable against power loss, not just a
 crash, which is what "202 only once the job is durably recorded" promises.
 SQLite calls block, so they run on one dedicated thread: that serialises
-every transaction without a lock and keeps the event loop free.
+every transaction without a lock and keeps the event loop free. Writes are
+group-committed (``journal/group.py``): whatever is waiting when the thread
+gets to it, webhooks, claims and checkpoints alike, runs in one transaction
+with one fsync, and each caller hears back only after that commit.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from cxstream.journal.base import (
     JobState,
     JournalError,
 )
+from cxstream.journal.group import GroupCommit
 
 T = TypeVar("T")
 
@@ -97,15 +101,22 @@ class SqliteJournal:
         path: Path,
         clock: Callable[[], float] = time.time,
         on_commit: Callable[[float], None] | None = None,
+        busy_timeout_s: float = 5.0,
     ) -> None:
         self.path = path
         self.location = str(path)
         self._clock = clock
-        # Told how long each writing COMMIT (the fsync) took: a slow disk shows
-        # here before it shows as slow webhooks. Called on the journal thread.
-        self._on_commit = on_commit
+        self._busy_timeout_ms = int(busy_timeout_s * 1000)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._db: sqlite3.Connection | None = None
+        self._group = GroupCommit(self._executor, lambda: self._db, on_commit)
+        # Every method below is one unit of work in some group's transaction.
+        self._write = self._group.run
+
+    @property
+    def groups(self) -> int:
+        """Transactions committed (or tried) so far: fewer than calls when grouped."""
+        return self._group.groups
 
     # -- plumbing ---------------------------------------------------------
 
@@ -117,7 +128,7 @@ class SqliteJournal:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=5000")
+        db.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         db.executescript(_SCHEMA)
         for table, column, decl in _ADDED_COLUMNS:
             if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
@@ -136,27 +147,6 @@ class SqliteJournal:
             # The executor is shut: the journal was closed under a late caller.
             raise JournalError("journal is closed") from None
 
-    def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._db
-        if db is None:
-            raise sqlite3.ProgrammingError("journal is closed")
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            before = db.total_changes
-            out = body(db)
-            wrote = db.total_changes != before
-            started = time.perf_counter()
-            db.execute("COMMIT")
-            if wrote and self._on_commit is not None:
-                self._on_commit(time.perf_counter() - started)
-        except BaseException:
-            # Also when COMMIT itself fails (SQLITE_BUSY): a transaction left
-            # open would make every later BEGIN fail until a restart.
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        return out
-
     async def close(self) -> None:
         if self._db is None:
             return
@@ -172,6 +162,12 @@ class SqliteJournal:
     # -- jobs -------------------------------------------------------------
 
     async def enqueue(self, request: JobRequest) -> Enqueued:
+        """Durable when it returns: its group's transaction has committed (fsync'd).
+
+        Grouped with whatever else waits for the journal: a repeat of a request
+        earlier in the same group is a duplicate here too, as the statements
+        see the group's own writes.
+        """
         now = self._clock()
 
         def body(db: sqlite3.Connection) -> Enqueued:
@@ -235,7 +231,7 @@ class SqliteJournal:
                 return Enqueued.ACCEPTED
             return Enqueued.DUPLICATE
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     async def requeue_running(self) -> int:
         def body(db: sqlite3.Connection) -> int:
@@ -245,7 +241,7 @@ class SqliteJournal:
             )
             return cur.rowcount
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     async def claim(self) -> Job | None:
         def body(db: sqlite3.Connection) -> Job | None:
@@ -276,7 +272,7 @@ class SqliteJournal:
                 source_ref=row[10],
             )
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     async def save_progress(
         self, job_id: int, attempts: int, checkpoint: Checkpoint | None, error: str | None
@@ -290,7 +286,7 @@ class SqliteJournal:
                 (attempts, cp, error, self._clock(), job_id),
             )
 
-        await self._run(self._tx, body)
+        await self._write(body)
 
     async def release(self, job_id: int) -> None:
         def body(db: sqlite3.Connection) -> None:
@@ -300,7 +296,7 @@ class SqliteJournal:
                 (self._clock(), job_id),
             )
 
-        await self._run(self._tx, body)
+        await self._write(body)
 
     async def complete(
         self, job_id: int, attempts: int, result: dict[str, Any], announcement: bytes | None
@@ -321,7 +317,7 @@ class SqliteJournal:
                     (f"msg_{uuid.uuid4().hex}", result["recordingId"], announcement, now, now),
                 )
 
-        await self._run(self._tx, body)
+        await self._write(body)
 
     async def fail(self, job_id: int, attempts: int, error: str) -> None:
         def body(db: sqlite3.Connection) -> None:
@@ -331,7 +327,7 @@ class SqliteJournal:
                 (attempts, error, self._clock(), job_id),
             )
 
-        await self._run(self._tx, body)
+        await self._write(body)
 
     # -- archive outbox ---------------------------------------------------
 
@@ -344,7 +340,7 @@ class SqliteJournal:
             ).fetchall()
             return [Announcement(*row) for row in rows]
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     async def delivered(self, announcement_id: int) -> None:
         def body(db: sqlite3.Connection) -> None:
@@ -353,7 +349,7 @@ class SqliteJournal:
                 (self._clock(), announcement_id),
             )
 
-        await self._run(self._tx, body)
+        await self._write(body)
 
     async def reschedule(
         self, announcement_id: int, attempts: int, next_at: float, error: str
@@ -364,7 +360,7 @@ class SqliteJournal:
                 (attempts, next_at, error, announcement_id),
             )
 
-        await self._run(self._tx, body)
+        await self._write(body)
 
     async def next_announcement_at(self) -> float | None:
         def body(db: sqlite3.Connection) -> float | None:
@@ -373,7 +369,7 @@ class SqliteJournal:
             ).fetchone()
             return None if row is None else row[0]
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     async def backlog(self) -> tuple[int, float | None]:
         def body(db: sqlite3.Connection) -> tuple[int, float | None]:
@@ -382,7 +378,7 @@ class SqliteJournal:
             ).fetchone()
             return row[0], row[1]
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     # -- observation ------------------------------------------------------
 
@@ -395,7 +391,7 @@ class SqliteJournal:
             ).fetchone()
             return row[0], row[1]
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     async def counts(self) -> dict[str, int]:
         def body(db: sqlite3.Connection) -> dict[str, int]:
@@ -408,7 +404,7 @@ class SqliteJournal:
             out["archive_backlog"] = backlog
             return out
 
-        return await self._run(self._tx, body)
+        return await self._write(body)
 
     async def healthy(self) -> bool:
         def body(db: sqlite3.Connection) -> bool:
@@ -417,7 +413,7 @@ class SqliteJournal:
             return True
 
         try:
-            return await self._run(self._tx, body)
+            return await self._write(body)
         except JournalError:
             return False
 

@@ -15,10 +15,12 @@ import math
 import struct
 import sys
 from array import array
+from collections import OrderedDict
 from collections.abc import Sequence
 from importlib import resources
 
 from cxstream.formats import ogg
+from cxstream.sim.faults import repr_digest
 from cxstream.sim.spec import RecordingSpec
 
 FIXTURES = 4
@@ -29,6 +31,9 @@ CONTENT_TYPES = {
     "opus": "audio/ogg; codecs=opus",
     "pcm": "audio/L16; rate=8000; channels=1",
 }
+# Bodies served with their digest, kept for repeats (a benchmark fetches the
+# same batches three times; a client retries): bounded by total size.
+SERVED_CACHE_BYTES = 64 * 1024 * 1024
 # The MP4 fixtures (make_mp4_fixtures.py) and their presentation durations.
 MP4_SECONDS = {"call15": 15.0, "call30": 30.0}
 # Periods that divide 8000 samples exactly, so a one-second block is a whole
@@ -91,8 +96,9 @@ def segment_serials(recording_id: str, count: int) -> list[int]:
 class AudioLibrary:
     """Fixtures, generated PCM and per-recording totals, each computed once.
 
-    Whole bodies are not cached: they are cheap to rebuild and a large corpus
-    would otherwise keep every recording in memory.
+    Whole recordings are not cached; the bodies of recent stream requests are,
+    with their ``Repr-Digest``, up to :data:`SERVED_CACHE_BYTES` (least recently
+    used out first), so a repeated request costs no join and no sha256.
     """
 
     def __init__(self) -> None:
@@ -102,6 +108,8 @@ class AudioLibrary:
         self._pcm: dict[tuple[int, int], bytes] = {}
         self._serials: dict[tuple[str, int], list[int]] = {}
         self._expected: dict[tuple[str, int, int, str], tuple[int, str]] = {}
+        self._served: OrderedDict[tuple[object, ...], tuple[bytes, str]] = OrderedDict()
+        self._served_bytes = 0
 
     def fixture(self, index: int) -> bytes:
         """The packaged Ogg Opus file ``seg{index}.opus`` as shipped."""
@@ -149,6 +157,27 @@ class AudioLibrary:
     def body(self, spec: RecordingSpec, codec: str, indices: Sequence[int]) -> bytes:
         """The true body for these segment indices (in the order given)."""
         return b"".join(self.segment(spec, i, codec) for i in indices)
+
+    def served(self, spec: RecordingSpec, codec: str, indices: Sequence[int]) -> tuple[bytes, str]:
+        """The true body for these indices and its ``Repr-Digest`` value, cached."""
+        key: tuple[object, ...]
+        if codec == "pcm":
+            # PCM depends on the fixtures only: recordings share their bodies.
+            key = (codec, spec.segment_seconds, tuple(i % FIXTURES for i in indices))
+        else:
+            key = (codec, spec.id, spec.segments, spec.segment_seconds, tuple(indices))
+        hit = self._served.get(key)
+        if hit is not None:
+            self._served.move_to_end(key)
+            return hit
+        body = self.body(spec, codec, indices)
+        entry = (body, repr_digest(body))
+        self._served[key] = entry
+        self._served_bytes += len(body)
+        while self._served_bytes > SERVED_CACHE_BYTES and len(self._served) > 1:
+            _, (old, _digest) = self._served.popitem(last=False)
+            self._served_bytes -= len(old)
+        return entry
 
     def expected(self, spec: RecordingSpec, codec: str) -> tuple[int, str]:
         """``(bytes, sha256 hex)`` of the whole recording in ``codec``."""

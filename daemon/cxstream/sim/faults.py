@@ -86,7 +86,10 @@ def clear_eos(body: bytes) -> bytes:
     return b"".join(out)
 
 
-def make_plan(body: bytes, codec: str, faults: Sequence[FaultSpec]) -> Plan:
+def make_plan(
+    body: bytes, codec: str, faults: Sequence[FaultSpec], digest: str | None = None
+) -> Plan:
+    """``digest``: the true body's ``Repr-Digest`` when the caller has it already."""
     kinds = {f.kind: f for f in faults}
     honest = body
     if "missing_eos" in kinds and codec == "opus":
@@ -98,7 +101,8 @@ def make_plan(body: bytes, codec: str, faults: Sequence[FaultSpec]) -> Plan:
     served = honest
     if "corrupt" in kinds:
         served = flip_byte(served, kinds["corrupt"].at_byte)
-    digest = repr_digest(honest)
+    if digest is None or honest is not body:
+        digest = repr_digest(honest)
     if "bad_digest" in kinds:
         digest = repr_digest(honest + b"\0not the body")
     stall_after = kinds["stall"].after_bytes if "stall" in kinds else None

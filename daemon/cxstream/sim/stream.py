@@ -86,7 +86,8 @@ async def _serve(
         log.status = 200
         return json_response({"error": "storage_timeout"}, 200)
 
-    plan = make_plan(state.audio.body(spec, query.codec, query.indices), query.codec, active)
+    true_body, digest = state.audio.served(spec, query.codec, query.indices)
+    plan = make_plan(true_body, query.codec, active, digest)
     total = len(plan.body)
     start = None if plan.ignore_range else parse_range(request.headers.get("Range"))
     if start is not None and start >= total:
