@@ -390,14 +390,14 @@ async def test_wrong_credentials_fetch_nothing_and_right_ones_archive(
         body = completed("rec-e2e", contactId="c-1")
         for headers in (JSON, UNAUTHORIZED[mode]["signature-headers-alone"](body)):
             assert (await ing.post(body, headers))[0] == 401
-        stats = sim.stats.stats_for("rec-e2e")
-        assert sim.stats.tokens_issued == 0
+        stats = sim.served("rec-e2e")
+        assert sim.state.tokens_issued == 0
         assert (stats.metadata_requests, stats.stream_requests) == (0, 0)
         assert ing.jobs() == []
         assert (await ing.post(body, credentials(mode, body)))[0] == 202
         # The archive announcement comes last: the file is published by then.
-        await sim.stats.wait_for(lambda: bool(sim.stats.announcements), timeout_s=30)
-        (announced,) = sim.stats.announcements
+        await sim.state.wait_for(lambda: bool(sim.state.announcements), timeout_s=30)
+        (announced,) = sim.state.announcements
         assert announced.payload["data"]["recordingId"] == "rec-e2e"
         (done,) = ing.lines("recording.completed")
         path = Path(done["path"])

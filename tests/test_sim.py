@@ -162,7 +162,7 @@ async def test_token_flow(session: aiohttp.ClientSession, sim: SimServer) -> Non
     ) as r:
         assert r.status == 400
         assert await r.json() == {"error": "unsupported_grant_type"}
-    assert sim.stats.tokens_issued == 1
+    assert sim.state.tokens_issued == 1
 
 
 async def test_bad_tokens_are_401(
@@ -175,7 +175,7 @@ async def test_bad_tokens_are_401(
             assert await r.json() == {"error": "invalid_token"}
     async with session.get(url, headers=auth) as r:
         assert r.status == 200
-    sim.stats.expire_tokens()
+    sim.state.expire_tokens()
     async with session.get(url, headers=auth) as r:
         assert r.status == 401
     resp, _ = await fetch(session, sim, "rec-a", query("0"), auth)
@@ -239,7 +239,7 @@ async def test_metadata_shape(
     async with session.get(f"{sim.base_url}/api/v2/recordings/nope", headers=auth) as r:
         assert r.status == 404
         assert await r.json() == {"error": "recording_not_found"}
-    assert sim.stats.stats_for("rec-a").metadata_requests == 1
+    assert sim.served("rec-a").metadata_requests == 1
 
 
 # -- streaming ------------------------------------------------------------------
@@ -262,7 +262,7 @@ async def test_full_stream_matches_metadata(
     whole = b"".join(parts)
     size, sha = sim.expected("rec-a", codec)
     assert (len(whole), hashlib.sha256(whole).hexdigest()) == (size, sha)
-    stats = sim.stats.stats_for("rec-a")
+    stats = sim.served("rec-a")
     assert stats.stream_requests == 2
     assert stats.bytes_served == size
     assert [r.offsets for r in stats.requests] == [[0, 15, 30], [45, 60]]
@@ -410,7 +410,7 @@ async def get_token_default(session: aiohttp.ClientSession, sim: SimServer) -> d
     async with session.post(
         sim.token_url,
         data={"grant_type": "client_credentials"},
-        headers=basic(sim.stats.client_id, sim.stats.client_secret),
+        headers=basic(sim.state.client_id, sim.state.client_secret),
     ) as resp:
         return {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
 
@@ -441,7 +441,7 @@ async def test_stall_keeps_connection_open_until_shutdown(session: aiohttp.Clien
                 await resp.content.read()
     finally:
         await sim.stop()
-    assert sim.stats.stats_for("stall").bytes_served == 30000
+    assert sim.served("stall").bytes_served == 30000
 
 
 async def test_stalled_handler_ends_when_client_leaves(
@@ -450,7 +450,7 @@ async def test_stalled_handler_ends_when_client_leaves(
     sim.add_recording(
         {"id": "stall", "segments": 2, "faults": [{"kind": "stall", "after_bytes": 100}]}
     )
-    stats = sim.stats.stats_for("stall")
+    stats = sim.served("stall")
     resp = await session.get(stream_url(sim, "stall"), params=query("0,15"), headers=auth)
     await sim.wait_for(lambda: stats.active_streams == 1 and stats.bytes_served == 100)
     resp.close()
@@ -563,7 +563,7 @@ async def test_status_burst_then_success(
         assert resp.headers["Retry-After"] == "2"
     resp, body = await fetch(session, sim, "busy", query("0"), auth)
     assert resp.status == 200
-    assert [r.status for r in sim.stats.stats_for("busy").requests] == [status, status, 200]
+    assert [r.status for r in sim.served("busy").requests] == [status, status, 200]
 
 
 async def test_json200(
@@ -608,7 +608,7 @@ async def test_fault_selection_counts_every_request(
         (200, "application/json"),
         (200, "audio/ogg"),
     ]
-    logs = sim.stats.stats_for("sel").requests
+    logs = sim.served("sel").requests
     assert [r.faults for r in logs] == [["json200"], [], ["json200"], []]
     assert logs[1].offsets == "[0]"
 
@@ -720,7 +720,7 @@ async def test_control_endpoints(
             "bytes": 480_000,
         }
     ]
-    await sim.wait_for(lambda: sim.stats.stats_for("added").bytes_served == 480_000)
+    await sim.wait_for(lambda: sim.served("added").bytes_served == 480_000)
     with pytest.raises(TimeoutError):
         await sim.wait_for(lambda: False, timeout_s=0.05)
 

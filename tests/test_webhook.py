@@ -93,7 +93,7 @@ class Env:
 
     def cxone(self) -> tuple[int, int, int, int]:
         """Every sign of a call to CXone: requests seen, tokens, per-recording counters."""
-        stats = self.sim.stats
+        stats = self.sim.state
         return (
             len(self.cxone_calls),
             stats.tokens_issued,
@@ -145,14 +145,14 @@ async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
             calls.append(request.path_qs)
 
     sim.app.on_response_prepare.append(seen)
-    issue = sim.stats.issue_token
+    issue = sim.state.issue_token
 
     def issue_and_remember() -> str:
         token = issue()
         tokens.append(token)
         return token
 
-    sim.stats.issue_token = issue_and_remember  # type: ignore[method-assign]
+    sim.state.issue_token = issue_and_remember  # type: ignore[method-assign]
     async with sim, aiohttp.ClientSession() as session:
         config = write_config(tmp, sim, streams={"concurrency": 1}, webhook={"body_timeout_s": 1.0})
         daemon = Daemon(config)
@@ -304,7 +304,7 @@ async def test_failed_recording_is_accepted_again(env: Env) -> None:
     code, doc = await env.post(body, headers)
     assert (code, doc) == (200, {"status": "duplicate"})
     # ...but a new notification for a dead-lettered recording tries again.
-    env.sim.stats.add_recording(recording_from_dict({"id": "rec-late", "segments": 1}))
+    env.sim.state.add_recording(recording_from_dict({"id": "rec-late", "segments": 1}))
     code, doc = await env.post(completed("rec-late"))
     assert (code, doc) == (202, {"status": "accepted"})
     done = await d.wait_event("recording.completed", recording_id="rec-late")
@@ -853,7 +853,7 @@ async def test_503_when_the_journal_cannot_record_and_when_shutting_down(
     checkpoint waits on the same lock and the daemon sits in its draining
     phase, listener still open, until the lock is released: 503 again.
     """
-    env.sim.stats.add_recording(
+    env.sim.state.add_recording(
         recording_from_dict(
             {
                 "id": "rec-stuck",
@@ -875,8 +875,8 @@ async def test_503_when_the_journal_cannot_record_and_when_shutting_down(
         async with aiohttp.ClientSession() as session:
             code, _ = await d.post(session, completed("rec-stuck"))
             assert code == 202
-            await env.sim.stats.wait_for(
-                lambda: env.sim.stats.stats_for("rec-stuck").bytes_served > 0, timeout_s=10
+            await env.sim.state.wait_for(
+                lambda: env.sim.served("rec-stuck").bytes_served > 0, timeout_s=10
             )
 
             def take_lock() -> sqlite3.Connection:
@@ -918,7 +918,7 @@ async def test_503_when_the_journal_cannot_record_and_when_shutting_down(
     # Neither 503 left a job behind, and neither reached CXone.
     assert not d.find("webhook.accepted", recording_id="rec-journal")
     assert not d.find("webhook.accepted", recording_id="rec-draining")
-    assert "rec-journal" not in env.sim.stats.recording_stats
+    assert "rec-journal" not in env.sim.state.recording_stats
     assert not [c for c in env.cxone_calls if "rec-journal" in c or "rec-draining" in c]
     _check_trail(d, [*SECRETS, *env.tokens])
     assert "Traceback" not in d.stderr.decode()

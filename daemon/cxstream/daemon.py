@@ -93,12 +93,12 @@ async def _notifier_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-def build_pool(app: web.Application) -> WorkerPool:
-    """The worker pool as the daemon runs it (tests build it too, without starting it)."""
+def build_runner(app: web.Application) -> JobRunner:
+    """The job runner as the daemon's workers use it (tests drive it job by job)."""
     cfg = app[CONFIG]
     notifier = app.get(NOTIFIER)
     on_completed = None if notifier is None else notifier.wake
-    runner = JobRunner(
+    return JobRunner(
         config=cfg,
         source=make_source(cfg, app[SESSION]),
         journal=app[JOURNAL],
@@ -109,9 +109,14 @@ def build_pool(app: web.Application) -> WorkerPool:
         ),
         on_enqueued=lambda: app[POOL].wake(),
     )
+
+
+def build_pool(app: web.Application) -> WorkerPool:
+    """The worker pool as the daemon runs it (tests build it too, without starting it)."""
+    cfg = app[CONFIG]
     return WorkerPool(
         journal=app[JOURNAL],
-        runner=runner,
+        runner=build_runner(app),
         size=cfg.streams.concurrency,
         audit=app[AUDIT],
         metrics=app[METRICS],

@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from contextlib import suppress
-from typing import Any
+from typing import Any, BinaryIO, Protocol, cast
 
 import orjson
 import structlog
@@ -116,16 +116,18 @@ class AuditFile:
             self._fh.close()
 
 
-def open_audit(path: str, secrets: Iterable[str] = ()) -> tuple[AuditLog, AuditFile | None]:
-    """The audit logger and the file it owns (None for stdout), to close at exit."""
-    owned: AuditFile | None = None
-    stream: Any
-    if path == "-":
-        stream = sys.stdout.buffer
-    else:
-        owned = stream = AuditFile(path)
-    logger = structlog.wrap_logger(
-        structlog.BytesLogger(stream),
+class AuditStream(Protocol):
+    """Where rendered lines go: one ``write`` per line, newline included."""
+
+    def write(self, data: bytes, /) -> int: ...
+    def flush(self) -> None: ...
+
+
+def audit_to(stream: AuditStream, secrets: Iterable[str] = ()) -> AuditLog:
+    """The one pipeline, writing to ``stream`` (stdout, the audit file, a test's buffer)."""
+    # BytesLogger only ever calls write() and flush(): any AuditStream will do.
+    logger: AuditLog = structlog.wrap_logger(
+        structlog.BytesLogger(cast(BinaryIO, stream)),
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
@@ -137,7 +139,15 @@ def open_audit(path: str, secrets: Iterable[str] = ()) -> tuple[AuditLog, AuditF
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         cache_logger_on_first_use=True,
     )
-    return logger, owned
+    return logger
+
+
+def open_audit(path: str, secrets: Iterable[str] = ()) -> tuple[AuditLog, AuditFile | None]:
+    """The audit logger and the file it owns (None for stdout), to close at exit."""
+    if path == "-":
+        return audit_to(sys.stdout.buffer, secrets), None
+    owned = AuditFile(path)
+    return audit_to(owned, secrets), owned
 
 
 def close_audit(owned: AuditFile | None) -> None:

@@ -1,6 +1,6 @@
 """Everything the simulator remembers: recordings, tokens, counters, announcements.
 
-Tests read this object directly (``SimServer.stats``) and block on it with
+Tests read this object directly (``SimServer.state``) and block on it with
 :meth:`SimState.wait_for`, which wakes on every change instead of polling.
 """
 
@@ -74,6 +74,8 @@ class SimState:
         self.recording_stats: dict[str, RecordingStats] = {}
         self.tokens: dict[str, float] = {}
         self.tokens_issued = 0
+        # Every token ever issued, expired or not: what a trail must never show.
+        self.issued_tokens: list[str] = []
         self.announcements: list[Announcement] = []
         self.archive_fail_remaining = 0
         # Set when the server shuts down, so stalled and trickling handlers end
@@ -100,6 +102,7 @@ class SimState:
         token = secrets.token_urlsafe(32)
         self.tokens[token] = time.monotonic() + self.token_ttl
         self.tokens_issued += 1
+        self.issued_tokens.append(token)
         self.notify()
         return token
 
