@@ -8,17 +8,16 @@ built by ``build_runner`` exactly as the workers get it: a test hands it one
 job at a time (``Rig.run``) and sees what it raised. Nothing listens: the
 runner only talks out, to the simulator.
 
-The audit pipeline is the real one (``audit_to``) writing into a ``Trail`` in
-memory, which holds every line to docs/audit.schema.json as it arrives; on
-the way out of ``rig()`` the trail must be valid and free of every secret and
-every token the simulator issued.
+The audit pipeline is the real one writing into a ``Trail`` in memory
+(tests/trail.py), which holds every line to docs/audit.schema.json as it
+arrives; on the way out of ``rig()`` the trail must be valid and free of
+every secret and every token the simulator issued.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,66 +38,10 @@ from cxstream.metrics import Metrics
 from cxstream.sim.server import SimServer
 from cxstream.sink.record import final_path, sidecar_path
 from tests.harness import completed, write_config
-from tests.schema import audit_validator
+from tests.trail import Trail
 
 # The day harness.completed() files every recording under.
 DAY = "2026/11/24"
-Line = dict[str, Any]
-
-
-class Trail:
-    """The audit stream in memory: every line parsed, schema-checked and kept."""
-
-    def __init__(self) -> None:
-        self.lines: list[Line] = []
-        self.raw = bytearray()
-        self.errors: list[str] = []
-        self._validator = audit_validator()
-        self._changed = asyncio.Event()
-
-    # The AuditStream protocol: structlog writes one line per call.
-    def write(self, data: bytes) -> int:
-        self.raw += data
-        for raw in data.splitlines():
-            line = orjson.loads(raw)
-            self.errors += [
-                f"{e.message} in {raw[:300]!r}" for e in self._validator.iter_errors(line)
-            ]
-            self.lines.append(line)
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def find(self, event: str, **fields: Any) -> list[Line]:
-        return [
-            x
-            for x in self.lines
-            if x["event"] == event and all(x.get(k) == v for k, v in fields.items())
-        ]
-
-    def events(self) -> list[str]:
-        return [x["event"] for x in self.lines]
-
-    async def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 20.0) -> Any:
-        """The first truthy ``predicate()``, re-checked on every new line."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                changed = self._changed
-                if result := predicate():
-                    return result
-                await changed.wait()
-
-    async def wait(self, event: str, timeout_s: float = 20.0, **fields: Any) -> Line:
-        found = await self.wait_for(lambda: self.find(event, **fields), timeout_s)
-        return found[0]  # type: ignore[no-any-return]
-
-    def assert_clean(self, secrets: list[str]) -> None:
-        assert not self.errors, "\n".join(self.errors[:10])
-        for secret in secrets:
-            assert secret.encode() not in self.raw, "a secret reached the audit trail"
 
 
 @dataclass

@@ -16,7 +16,6 @@ import hashlib
 import ipaddress
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -28,23 +27,17 @@ from cxstream.sim.server import SimServer
 from tests.harness import completed, sign_raw
 from tests.ingress import (
     BASIC,
-    CREDENTIALS,
+    CHALLENGE,
+    JSON,
     MODES,
     PASSWORD,
     TOKEN,
     USER,
-    Ingress,
     credentials,
+    expect_rejected,
     ingress,
     mapped_loopback,
 )
-
-JSON = {"Content-Type": "application/json"}
-CHALLENGE = {
-    "standard-webhooks": None,
-    "bearer": 'Bearer realm="cxstream"',
-    "basic": 'Basic realm="cxstream"',
-}
 
 
 def _basic(user: str, password: str) -> dict[str, str]:
@@ -52,30 +45,6 @@ def _basic(user: str, password: str) -> dict[str, str]:
         **JSON,
         "Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode(),
     }
-
-
-async def expect_rejected(
-    ing: Ingress, status: int, body: bytes, headers: dict[str, str], **kw: Any
-) -> dict[str, Any]:
-    """The answer, its audit line, and nothing journaled; returns the line."""
-    before = len(ing.lines("webhook.rejected"))
-    code, doc, answer_headers = await ing.post(body, headers, **kw)
-    assert code == status, doc
-    assert isinstance(doc, dict) and isinstance(doc["error"], str) and doc["error"], doc
-    text = orjson.dumps(doc).decode() + str(answer_headers)
-    for secret in CREDENTIALS:
-        assert secret not in text
-    (line,) = ing.lines("webhook.rejected")[before:]
-    assert line["status"] == status and line["level"] == "warning"
-    assert line["reason"] == doc.get("reason", doc["error"])
-    assert line["auth"] == ing.mode
-    assert line["peer"] == "127.0.0.1" and line["remote"] == "127.0.0.1"
-    assert ing.jobs() == []
-    if status == 401:
-        assert answer_headers.get("WWW-Authenticate") == CHALLENGE[ing.mode]
-    else:
-        assert "WWW-Authenticate" not in answer_headers
-    return line
 
 
 # -- 202 and 200 duplicate: idempotency with and without a webhook-id -----------------
