@@ -32,7 +32,7 @@ from cxstream.config import Config, load, secret_values
 from cxstream.daemon import _workers_ctx, build_app, build_pool, build_runner
 from cxstream.fetcher.job import JobRunner
 from cxstream.ingress.event import parse_event
-from cxstream.journal import Job, SqliteJournal
+from cxstream.journal import Job, JobRequest, SqliteJournal
 from cxstream.keys import JOURNAL, METRICS, POOL
 from cxstream.metrics import Metrics
 from cxstream.sim.server import SimServer
@@ -42,6 +42,14 @@ from tests.trail import Trail
 
 # The day harness.completed() files every recording under.
 DAY = "2026/11/24"
+
+
+def webhook_request(recording_id: str, **data: Any) -> JobRequest:
+    """The job a signed webhook for ``recording_id`` asks for, parsed as the ingress does."""
+    doc = orjson.loads(completed(recording_id, **data))
+    request = parse_event(doc, f"msg_{recording_id}", datetime.now(UTC))
+    assert request is not None
+    return request
 
 
 @dataclass
@@ -64,10 +72,7 @@ class Rig:
 
     async def submit(self, recording_id: str, **data: Any) -> Job:
         """Journal the job a webhook for ``recording_id`` would, and claim it as a worker does."""
-        doc = orjson.loads(completed(recording_id, **data))
-        request = parse_event(doc, f"msg_{recording_id}", datetime.now(UTC))
-        assert request is not None
-        await self.journal.enqueue(request)
+        await self.journal.enqueue(webhook_request(recording_id, **data))
         job = await self.journal.claim()
         assert job is not None and job.recording_id == recording_id
         return job

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import wave
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ from tests.inproc import Rig, rig
 
 def assert_archived(
     r: Rig, rid: str, codec: str, offsets: list[int] | None = None
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The published file holds exactly the source's audio; its sidecar and line agree."""
     path = r.path(rid, codec)
     data = path.read_bytes()
@@ -67,7 +68,7 @@ async def test_an_opus_recording_is_published_byte_exact_with_its_sidecar(
         sidecar = assert_archived(r, "rec-opus", "opus")
     assert sidecar["contactId"] == "c-1"
     assert sidecar["verified_by"] == ["repr-digest", "size", "sha256", "ogg-pages", "read-back"]
-    assert [s["offset"] for s in sidecar["segments"]] == [0, 15, 30, 45, 60, 75, 90]  # type: ignore[index, union-attr]
+    assert [s["offset"] for s in sidecar["segments"]] == [0, 15, 30, 45, 60, 75, 90]
     assert sidecar["durationSeconds"] == 105
     assert sidecar["attempts"] == 1
     for key in ("ttfb_ms", "duration_ms", "startedAt", "completedAt"):
@@ -120,7 +121,7 @@ async def test_a_subset_of_offsets_is_held_to_each_responses_digest(
         sidecar = assert_archived(r, "rec-part", "opus", [15, 45, 60])
     # The whole recording's size and sha256 cannot apply to a subset.
     assert sidecar["verified_by"] == ["repr-digest", "ogg-pages", "read-back"]
-    assert [s["offset"] for s in sidecar["segments"]] == [15, 45, 60]  # type: ignore[index, union-attr]
+    assert [s["offset"] for s in sidecar["segments"]] == [15, 45, 60]
     assert [q.offsets for q in sim.served("rec-part").requests] == [[15, 45, 60]]
 
 

@@ -14,13 +14,15 @@ import asyncio
 import hashlib
 import wave
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from cxstream.fetcher.job import JobInterrupted
+from cxstream.keys import POOL
 from cxstream.sim.server import SimServer
-from tests.inproc import Rig, rig
+from tests.inproc import Rig, rig, webhook_request
 
 # Checkpoints as often as the config allows, and a trickle so that a stop lands mid-stream.
 SLOW = {"streams": {"checkpoint_bytes": 64 * 1024}}
@@ -38,7 +40,7 @@ def long_pcm(sim: SimServer, rid: str, segments: int = 8, rate: int = 3_000_000)
     return sim.expected(rid, "pcm")[0]
 
 
-async def stop_midway(r: Rig, rid: str, fraction: float) -> dict[str, object]:
+async def stop_midway(r: Rig, rid: str, fraction: float) -> dict[str, Any]:
     """Run ``rid`` until the simulator has served ``fraction`` of it, then cancel the job
     as a stopping worker pool does; the journal row it leaves."""
     size = r.sim.expected(rid, "pcm")[0]
@@ -111,6 +113,30 @@ async def test_a_journal_that_cannot_record_hands_the_job_back_and_fails_nothing
         assert row["state"] == "running"
         checkpoint = orjson.loads(row["checkpoint"])
         assert 0 < checkpoint["offset"] <= part.stat().st_size
+
+
+async def test_the_worker_pool_reports_an_interrupted_job_and_keeps_it(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    """The same outage seen from the pool the daemon runs: one ``recording.interrupted``
+    line and metric, and the job is neither failed nor dropped."""
+    long_pcm(sim, "rec-p")
+    async with rig(tmp_path, sim, **SLOW) as r:
+        pool = r.app[POOL]
+        await r.journal.enqueue(webhook_request("rec-p"))
+        pool.start()
+        try:
+            pool.wake()
+            await sim.wait_for(lambda: sim.served("rec-p").bytes_served > 256 * 1024, 20)
+            await r.journal.close()
+            line = await r.trail.wait("recording.interrupted")
+        finally:
+            await pool.stop(5.0)
+        assert (line["recording_id"], line["reason"]) == ("rec-p", "journal")
+        sample = r.metrics.registry.get_sample_value
+        assert sample("cxstream_jobs_interrupted_total", {"reason": "journal"}) == 1
+        assert not r.trail.find("recording.failed")
+        assert r.row("rec-p")["state"] == "running"  # re-queued by the next start
 
 
 async def test_a_dotted_recording_id_that_vanishes_after_a_stop_leaves_no_part_file(

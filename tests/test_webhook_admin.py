@@ -89,7 +89,7 @@ async def test_metrics_survive_a_journal_that_cannot_answer(tmp_path: Path) -> N
     config.storage.dir.mkdir(parents=True)
     main = web.Application()
     main[CONFIG] = config
-    main[JOURNAL] = _LockedJournal()  # type: ignore[assignment]
+    main[JOURNAL] = _LockedJournal()  # type: ignore[misc]
     main[LIFECYCLE] = Lifecycle(listening=True)
     main[METRICS] = metrics = Metrics()
     main[GUARD] = DiskGuard((config.storage.dir,), 0, audit_to(Trail()), metrics)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -26,7 +27,7 @@ def states(ing: Ingress) -> dict[str, str]:
     return {row["recording_id"]: row["state"] for row in ing.jobs()}
 
 
-async def post(ing: Ingress, body: bytes, headers: dict[str, str] | None = None) -> object:
+async def post(ing: Ingress, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     code, doc, _ = await ing.post(body, sign_raw(body) if headers is None else headers)
     return code, doc
 
@@ -126,11 +127,11 @@ async def test_duplicates_while_running_and_while_queued_queue_nothing(
     sim.add_recording({"id": "rec-queued", "segments": 1, "codecs": ["opus", "pcm"]})
     streams = {"concurrency": 1, "idle_timeout_s": 0.5}
     async with ingress(tmp_path, cxone=sim, streams=streams) as ing:
-        assert (await post(ing, completed("rec-slow")))[0] == 202  # type: ignore[index]
+        assert (await post(ing, completed("rec-slow")))[0] == 202
         await sim.wait_for(lambda: sim.served("rec-slow").active_streams == 1)
         duplicate = (200, {"status": "duplicate"})
         assert await post(ing, completed("rec-slow")) == duplicate
-        assert (await post(ing, completed("rec-queued")))[0] == 202  # type: ignore[index]
+        assert (await post(ing, completed("rec-queued")))[0] == 202
         assert await post(ing, completed("rec-queued", codec="pcm")) == duplicate
         # What the journal held when those answers were given.
         assert states(ing) == {"rec-slow": "running", "rec-queued": "queued"}, "too slow"
@@ -147,7 +148,7 @@ async def test_a_failed_recording_is_accepted_again(tmp_path: Path, sim: SimServ
     async with ingress(tmp_path, cxone=sim) as ing:
         body = completed("rec-late")
         headers = sign_raw(body)
-        assert (await post(ing, body, headers))[0] == 202  # type: ignore[index]
+        assert (await post(ing, body, headers))[0] == 202
         (failed,) = await ing.wait_lines("recording.failed")
         assert failed["error"] == "recording_not_found"
         # The same webhook-id again is still a replay...
