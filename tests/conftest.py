@@ -1,4 +1,8 @@
-"""Shared fixtures: a simulator per test, and a daemon started against it on demand."""
+"""Shared fixtures: a simulator per test, and a daemon process started against it on demand.
+
+Most tests need no process: tests/inproc.py (the fetch core) and tests/ingress.py
+(the webhook) build the daemon's own parts in process.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +26,7 @@ from tests.s3server import running as s3_running
 def reap_daemons() -> Iterator[None]:
     """Kill any daemon this test started and did not stop (a failed assertion, say).
 
-    Synchronous and limited to this test's own processes, so a module-scoped
-    daemon (tests/test_webhook.py) and its event loop are left alone.
+    Synchronous, and limited to the processes this test started.
     """
     first = len(Daemon.started)
     yield

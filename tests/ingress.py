@@ -1,7 +1,8 @@
 """The webhook ingress in process: the daemon's own app, a real journal, no workers.
 
 ``build_app`` from the composition root, with a real SQLite journal in a
-temporary directory, the real audit pipeline writing to a file, and a real
+temporary directory, the real audit pipeline writing to memory
+(tests/trail.py, every line schema-checked as it lands), and a real
 loopback listener (aiohttp's TestServer on port 0). Unless a simulator is
 given, the worker pool is built and never started, so a job's journal state
 is the test's to move (``claim``, ``complete``, ``fail``) and nothing is
@@ -11,9 +12,10 @@ ever fetched.
 from __future__ import annotations
 
 import base64
+import re
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +26,14 @@ import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from cxstream.audit.log import close_audit, open_audit
+from cxstream.audit import audit_to
 from cxstream.config import load
 from cxstream.daemon import _workers_ctx, build_app, build_pool
 from cxstream.journal import SqliteJournal
 from cxstream.keys import JOURNAL, POOL
 from cxstream.metrics import Metrics
 from tests.harness import WEBHOOK_SECRET, sign_raw, write_config
-from tests.schema import audit_validator
+from tests.trail import Trail
 
 MODES = ("standard-webhooks", "bearer", "basic")
 TOKEN = "bearer-token-for-tests-0123456789abcdef"
@@ -52,6 +54,16 @@ NOWHERE = SimpleNamespace(
     token_url="http://127.0.0.1:9/auth/token",
     archive_url="",
 )
+
+
+JSON = {"Content-Type": "application/json"}
+# What a 401 challenges with, per mode (a signature has no challenge scheme).
+CHALLENGE = {
+    "standard-webhooks": None,
+    "bearer": 'Bearer realm="cxstream"',
+    "basic": 'Basic realm="cxstream"',
+}
+_WEBHOOK_ID = re.compile(r"[\x21-\x7e]{1,256}")
 
 
 def webhook_keys(mode: str) -> dict[str, Any]:
@@ -78,6 +90,20 @@ async def _idle_pool(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+class DaemonServer(TestServer):
+    """aiohttp's TestServer, but with the daemon's runner settings.
+
+    TestServer cancels a handler whose client goes away; ``serve()`` keeps
+    aiohttp's default (no cancellation), so a hang-up mid-body reaches the
+    handler as a read error and is answered and audited (400). The ingress
+    under test must behave as the daemon's does.
+    """
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        kwargs["handler_cancellation"] = False
+        return web.AppRunner(self.app, access_log=None, **kwargs)
+
+
 def mapped_loopback(host: str, port: int, family: socket.AddressFamily) -> socket.socket:
     """A dual-stack listener on ::ffff:127.0.0.1 only: IPv4 peers arrive IPv4-mapped."""
     sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -90,7 +116,7 @@ def mapped_loopback(host: str, port: int, family: socket.AddressFamily) -> socke
 class Ingress:
     app: web.Application
     client: TestClient[web.Request, web.Application]
-    audit_path: Path
+    trail: Trail
     mode: str
 
     @property
@@ -108,8 +134,11 @@ class Ingress:
             return resp.status, doc, dict(resp.headers)
 
     def lines(self, event: str | None = None) -> list[dict[str, Any]]:
-        out = [orjson.loads(x) for x in self.audit_path.read_bytes().splitlines()]
-        return [x for x in out if event is None or x["event"] == event]
+        return [x for x in self.trail.lines if event is None or x["event"] == event]
+
+    async def wait_lines(self, event: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+        """The ``event`` lines, once there is one (the handler may still be running)."""
+        return await self.trail.wait_for(lambda: self.lines(event), timeout_s)  # type: ignore[no-any-return]
 
     def jobs(self) -> list[dict[str, Any]]:
         """The journal's job rows, read beside the daemon as an operator would."""
@@ -120,14 +149,42 @@ class Ingress:
         finally:
             db.close()
 
-    def assert_clean_trail(self) -> None:
+    def assert_clean_trail(self, also: Sequence[str] = ()) -> None:
         """Every line valid against the published schema; no credential anywhere."""
-        raw = self.audit_path.read_text()
-        for secret in CREDENTIALS:
-            assert secret not in raw, "a credential reached the audit trail"
-        validator = audit_validator()
-        for line in self.lines():
-            assert not list(validator.iter_errors(line)), line
+        self.trail.assert_clean([*CREDENTIALS, *also])
+
+
+async def expect_rejected(
+    ing: Ingress, status: int, body: Any, headers: Mapping[str, str], **kw: Any
+) -> dict[str, Any]:
+    """The answer, its audit line, and nothing journaled; returns the line."""
+    before = len(ing.lines("webhook.rejected"))
+    code, doc, answer_headers = await ing.post(body, headers, **kw)  # type: ignore[arg-type]
+    assert code == status, doc
+    assert isinstance(doc, dict) and isinstance(doc["error"], str) and doc["error"], doc
+    text = orjson.dumps(doc).decode() + str(answer_headers)
+    for secret in CREDENTIALS:
+        assert secret not in text
+    (line,) = ing.lines("webhook.rejected")[before:]
+    assert line["status"] == status and line["level"] == "warning"
+    assert line["reason"] == doc.get("reason", doc["error"])
+    assert line["auth"] == ing.mode
+    assert line["peer"] == "127.0.0.1" and line["remote"] == "127.0.0.1"
+    wid = headers.get("webhook-id")
+    assert line["webhook_id"] == (wid if wid and _WEBHOOK_ID.fullmatch(wid) else None)
+    # A signature, good or bad, is never written down.
+    signature = headers.get("webhook-signature", "")
+    for part in signature.replace(",", " ").split():
+        if len(part) > 8:
+            assert part.encode() not in ing.trail.raw, "a signature reached the trail"
+    assert ing.jobs() == []
+    if status == 503:
+        assert int(answer_headers["Retry-After"]) > 0
+    if status == 401:
+        assert answer_headers.get("WWW-Authenticate") == CHALLENGE[ing.mode]
+    else:
+        assert "WWW-Authenticate" not in answer_headers
+    return line
 
 
 @asynccontextmanager
@@ -140,29 +197,29 @@ async def ingress(
     socket_factory: Callable[[str, int, socket.AddressFamily], socket.socket] | None = None,
     cxone: Any = None,
     sections: dict[str, dict[str, Any]] | None = None,
+    streams: dict[str, Any] | None = None,
 ) -> AsyncIterator[Ingress]:
     """With ``cxone`` (a simulator), the real workers run against it; else none run."""
     tmp.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, dict[str, Any]] = {"webhook": {**webhook_keys(mode), **(webhook or {})}}
     if source is not None:
         overrides["source"] = source
+    if streams is not None:
+        overrides["streams"] = streams
     for name, values in (sections or {}).items():
         overrides.setdefault(name, {}).update(values)
     cfg = load(write_config(tmp, NOWHERE if cxone is None else cxone, **overrides), {})
     cfg.storage.dir.mkdir(parents=True, exist_ok=True)
-    audit_path = tmp / "audit.ndjson"
-    audit, owned = open_audit(str(audit_path), cfg.secrets())
-    app = build_app(cfg, audit, Metrics())
+    trail = Trail()
+    app = build_app(cfg, audit_to(trail, cfg.secrets()), Metrics())
     if cxone is None:
         app.cleanup_ctx[app.cleanup_ctx.index(_workers_ctx)] = _idle_pool
     kw: dict[str, Any] = {}
     if socket_factory is not None:
         kw = {"host": "::ffff:127.0.0.1", "socket_factory": socket_factory}
-    try:
-        async with TestClient(TestServer(app, **kw)) as client:
-            ingress = Ingress(app=app, client=client, audit_path=audit_path, mode=mode)
-            yield ingress
-        # Every test that gets here has its whole trail checked, whatever it did.
-        ingress.assert_clean_trail()
-    finally:
-        close_audit(owned)
+    async with TestClient(DaemonServer(app, **kw)) as client:
+        ingress = Ingress(app=app, client=client, trail=trail, mode=mode)
+        yield ingress
+    # Every test that gets here has its whole trail checked, whatever it did,
+    # for the tokens a simulator issued too.
+    ingress.assert_clean_trail(getattr(getattr(cxone, "state", None), "issued_tokens", ()))

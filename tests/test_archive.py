@@ -18,7 +18,7 @@ async def test_sink_down_for_five_calls_and_a_restart_still_gets_everything_once
     ids = ["rec-a1", "rec-a2", "rec-a3"]
     for rid in ids:
         sim.add_recording({"id": rid, "segments": 2, "codecs": ["opus"]})
-    sim.stats.archive_fail_remaining = 5
+    sim.state.archive_fail_remaining = 5
     config = write_config(
         tmp_path,
         sim,

@@ -575,7 +575,7 @@ async def test_every_line_of_a_real_daemon_run_validates(
     }
     for rid, faults in recordings.items():
         sim.add_recording({"id": rid, "segments": 5, "codecs": ["opus", "pcm"], "faults": faults})
-    sim.stats.archive_fail_remaining = 1  # one announcement is refused, then retried
+    sim.state.archive_fail_remaining = 1  # one announcement is refused, then retried
     daemon = await start_daemon(streams={"idle_timeout_s": 0.5, "max_attempts": 3})
     for rid in recordings:
         assert (await daemon.post(http, completed(rid, contactId=f"c-{rid}")))[0] == 202

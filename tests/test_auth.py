@@ -16,7 +16,6 @@ import hashlib
 import ipaddress
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -28,23 +27,17 @@ from cxstream.sim.server import SimServer
 from tests.harness import completed, sign_raw
 from tests.ingress import (
     BASIC,
-    CREDENTIALS,
+    CHALLENGE,
+    JSON,
     MODES,
     PASSWORD,
     TOKEN,
     USER,
-    Ingress,
     credentials,
+    expect_rejected,
     ingress,
     mapped_loopback,
 )
-
-JSON = {"Content-Type": "application/json"}
-CHALLENGE = {
-    "standard-webhooks": None,
-    "bearer": 'Bearer realm="cxstream"',
-    "basic": 'Basic realm="cxstream"',
-}
 
 
 def _basic(user: str, password: str) -> dict[str, str]:
@@ -52,30 +45,6 @@ def _basic(user: str, password: str) -> dict[str, str]:
         **JSON,
         "Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode(),
     }
-
-
-async def expect_rejected(
-    ing: Ingress, status: int, body: bytes, headers: dict[str, str], **kw: Any
-) -> dict[str, Any]:
-    """The answer, its audit line, and nothing journaled; returns the line."""
-    before = len(ing.lines("webhook.rejected"))
-    code, doc, answer_headers = await ing.post(body, headers, **kw)
-    assert code == status, doc
-    assert isinstance(doc, dict) and isinstance(doc["error"], str) and doc["error"], doc
-    text = orjson.dumps(doc).decode() + str(answer_headers)
-    for secret in CREDENTIALS:
-        assert secret not in text
-    (line,) = ing.lines("webhook.rejected")[before:]
-    assert line["status"] == status and line["level"] == "warning"
-    assert line["reason"] == doc.get("reason", doc["error"])
-    assert line["auth"] == ing.mode
-    assert line["peer"] == "127.0.0.1" and line["remote"] == "127.0.0.1"
-    assert ing.jobs() == []
-    if status == 401:
-        assert answer_headers.get("WWW-Authenticate") == CHALLENGE[ing.mode]
-    else:
-        assert "WWW-Authenticate" not in answer_headers
-    return line
 
 
 # -- 202 and 200 duplicate: idempotency with and without a webhook-id -----------------
@@ -390,14 +359,14 @@ async def test_wrong_credentials_fetch_nothing_and_right_ones_archive(
         body = completed("rec-e2e", contactId="c-1")
         for headers in (JSON, UNAUTHORIZED[mode]["signature-headers-alone"](body)):
             assert (await ing.post(body, headers))[0] == 401
-        stats = sim.stats.stats_for("rec-e2e")
-        assert sim.stats.tokens_issued == 0
+        stats = sim.served("rec-e2e")
+        assert sim.state.tokens_issued == 0
         assert (stats.metadata_requests, stats.stream_requests) == (0, 0)
         assert ing.jobs() == []
         assert (await ing.post(body, credentials(mode, body)))[0] == 202
         # The archive announcement comes last: the file is published by then.
-        await sim.stats.wait_for(lambda: bool(sim.stats.announcements), timeout_s=30)
-        (announced,) = sim.stats.announcements
+        await sim.state.wait_for(lambda: bool(sim.state.announcements), timeout_s=30)
+        (announced,) = sim.state.announcements
         assert announced.payload["data"]["recordingId"] == "rec-e2e"
         (done,) = ing.lines("recording.completed")
         path = Path(done["path"])

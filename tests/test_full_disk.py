@@ -183,7 +183,7 @@ async def test_below_min_free_bytes_no_job_starts_until_space_returns(
     status, body = await readyz(http, daemon)
     assert (status, body["checks"]["disk_space"]) == (503, False)
     assert job_row(tmp_path / "state", "rec-wait")["state"] == "queued"
-    stats = sim.stats.stats_for("rec-wait")
+    stats = sim.served("rec-wait")
     assert (stats.metadata_requests, stats.stream_requests) == (0, 0)
     assert not daemon.find("recording.started")
 
@@ -221,7 +221,7 @@ async def test_a_journal_that_cannot_write_hands_the_job_back_until_it_can(
         storage={"min_free_bytes": 0},
     )
     assert (await daemon.post(http, completed("rec-j")))[0] == 202
-    stats = sim.stats.stats_for("rec-j")
+    stats = sim.served("rec-j")
     await sim.wait_for(lambda: stats.bytes_served >= 0.2 * size, timeout_s=30)
     filler = fill_completely(state)
 

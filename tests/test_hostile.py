@@ -180,7 +180,7 @@ async def test_a_hostile_answer_every_time_fails_with_its_code_and_writes_nothin
     assert not watch.over(size + WAV_HEADER + MARGIN), watch.largest
     assert not list(node.cfg.storage.dir.rglob("rec-h.wav"))
     assert not list(node.cfg.storage.dir.rglob("*.part"))
-    stats = sim.stats.stats_for("rec-h")
+    stats = sim.served("rec-h")
     if name.startswith("gzip"):
         # Refused on its header: nothing of the body was written anywhere.
         assert not quarantine.exists()

@@ -71,6 +71,6 @@ async def test_peak_rss_stays_flat_under_oversized_answers(
         "rec-endless": "body_too_large",
     }
     # The bomb stayed the few KiB it is on the wire.
-    bomb = sim.stats.stats_for("rec-bomb")
+    bomb = sim.served("rec-bomb")
     assert all(r.bytes < 512 * 1024 for r in bomb.requests)
     assert await daemon.stop() == 0

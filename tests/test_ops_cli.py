@@ -295,10 +295,10 @@ async def test_fetch_in_the_foreground_through_the_daemons_code_path(
     assert (await journal.backlog())[0] == 1
     await journal.close()
     # Again: already archived, nothing fetched.
-    requests = sim.stats.recording_stats["rec-fg"].stream_requests
+    requests = sim.state.recording_stats["rec-fg"].stream_requests
     code, _, err = await _cli("fetch", "--config", cfg, "rec-fg")
     assert code == 0 and "already archived" in err
-    assert sim.stats.recording_stats["rec-fg"].stream_requests == requests
+    assert sim.state.recording_stats["rec-fg"].stream_requests == requests
     # A recording CXone does not have: failed, exit 1, its error on stdout.
     code, out, _ = await _cli("fetch", "--config", cfg, "rec-absent")
     assert code == 1 and "failed rec-absent: recording_not_found" in out

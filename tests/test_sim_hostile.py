@@ -72,7 +72,7 @@ async def test_endless_with_a_limit_sends_the_body_then_more_of_it(
     assert len(got) == 3 * MIB
     assert got[: len(body)] == body
     assert got[len(body) : 2 * len(body)] == body
-    stats = sim.stats.stats_for("e")
+    stats = sim.served("e")
     assert stats.bytes_served == stats.requests[0].bytes == 3 * MIB
     assert stats.requests[0].faults == ["endless"]
 
@@ -81,7 +81,7 @@ async def test_endless_without_a_limit_ends_only_when_the_client_leaves(
     session: aiohttp.ClientSession, sim: SimServer
 ) -> None:
     add(sim, "forever", {"kind": "endless"})
-    stats = sim.stats.stats_for("forever")
+    stats = sim.served("forever")
     headers = {"Authorization": f"Bearer {await token(session, sim)}"}
     url = f"{sim.base_url}/api/v2/recordings/forever/stream"
     params = {"offsets": "0,15", "codec": "pcm", "maxDuration": "180"}
@@ -135,7 +135,7 @@ async def test_gzip_bomb_is_small_on_the_wire_and_huge_inflated(
     resp, got = await get(session, sim, "bomb")
     assert resp.headers["Content-Encoding"] == "gzip"
     assert len(got) < 256 * 1024
-    assert sim.stats.stats_for("bomb").bytes_served == len(got)
+    assert sim.served("bomb").bytes_served == len(got)
     inflate = zlib.decompressobj(31)
     total, data = 0, got
     while data:
@@ -154,8 +154,8 @@ async def test_huge_metadata_is_valid_json_of_the_asked_size(
     assert len(got) == 3 * MIB
     assert (resp.headers.get("Content-Length") is not None) is content_length
     meta = json.loads(got)
-    assert meta == recording_metadata(sim.stats, sim.stats.recordings["fat"])
-    stats = sim.stats.stats_for("fat")
+    assert meta == recording_metadata(sim.state, sim.state.recordings["fat"])
+    stats = sim.served("fat")
     assert (stats.metadata_requests, stats.metadata_bytes_served) == (1, 3 * MIB)
 
 
@@ -184,7 +184,7 @@ async def test_huge_error_is_a_padded_error_json(
     assert resp.status == status and "Retry-After" not in resp.headers
     assert len(got) == 2 * MIB
     assert json.loads(got) == {"error": code}
-    assert sim.stats.stats_for("err").requests[0].bytes == 2 * MIB
+    assert sim.served("err").requests[0].bytes == 2 * MIB
 
 
 @pytest.mark.parametrize("content_length", [False, True])
@@ -200,9 +200,9 @@ async def test_huge_token_answers_the_next_refresh_with_a_huge_valid_token(
     add(sim, "tok", fault)
     resp, got = await get(session, sim, "tok")
     assert (resp.status, json.loads(got)) == (401, {"error": "invalid_token"})
-    before = sim.stats.token_bytes_served
+    before = sim.state.token_bytes_served
     huge = await token(session, sim)  # the refresh: 2 MiB, and a real token inside
-    assert sim.stats.token_bytes_served - before == 2 * MIB
+    assert sim.state.token_bytes_served - before == 2 * MIB
     resp, _ = await get(session, sim, "tok")
     assert resp.status == 200
     async with session.get(
@@ -210,8 +210,8 @@ async def test_huge_token_answers_the_next_refresh_with_a_huge_valid_token(
         headers={"Authorization": f"Bearer {huge}"},
     ) as r:
         assert r.status == 200
-    snapshot = sim.stats.snapshot()
-    assert snapshot["token_requests"] == sim.stats.token_requests >= 3
+    snapshot = sim.state.snapshot()
+    assert snapshot["token_requests"] == sim.state.token_requests >= 3
 
 
 @pytest.mark.parametrize(

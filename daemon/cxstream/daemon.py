@@ -129,12 +129,11 @@ def make_runner(
     )
 
 
-def build_pool(app: web.Application) -> WorkerPool:
-    """The worker pool as the daemon runs it (tests build it too, without starting it)."""
-    cfg = app[CONFIG]
+def build_runner(app: web.Application) -> JobRunner:
+    """The job runner as the daemon's workers use it (tests drive it job by job)."""
     notifier = app.get(NOTIFIER)
-    runner = make_runner(
-        cfg,
+    return make_runner(
+        app[CONFIG],
         app[SESSION],
         app[JOURNAL],
         app[AUDIT],
@@ -142,9 +141,14 @@ def build_pool(app: web.Application) -> WorkerPool:
         on_completed=None if notifier is None else notifier.wake,
         on_enqueued=lambda: app[POOL].wake(),
     )
+
+
+def build_pool(app: web.Application) -> WorkerPool:
+    """The worker pool as the daemon runs it (tests build it too, without starting it)."""
+    cfg = app[CONFIG]
     return WorkerPool(
         journal=app[JOURNAL],
-        runner=runner,
+        runner=build_runner(app),
         size=cfg.streams.concurrency,
         audit=app[AUDIT],
         metrics=app[METRICS],

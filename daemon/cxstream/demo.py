@@ -230,7 +230,7 @@ async def _follow(
         _apply_lines(rows, tail, tty, wall_start)
         for rid, row in rows.items():
             if row.state == "streaming":
-                served = sim.stats.stats_for(rid).bytes_served
+                served = sim.served(rid).bytes_served
                 row.rate = served / max(time.monotonic() - started, 1e-3)
                 row.bytes = served
         announced = {a.payload["data"]["recordingId"] for a in sim.announcements}

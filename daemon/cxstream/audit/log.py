@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from contextlib import suppress
-from typing import Any
+from typing import Any, BinaryIO, Protocol, cast
 
 import orjson
 import structlog
@@ -127,21 +127,18 @@ class AuditFile:
             self._fh.close()
 
 
-def open_audit(path: str, secrets: Iterable[str] = ()) -> tuple[AuditLog, AuditFile | None]:
-    """The audit logger and the file it owns (None for stdout), to close at exit."""
-    owned: AuditFile | None = None
-    stream: Any
-    if path == "-":
-        stream = sys.stdout.buffer
-    else:
-        owned = stream = AuditFile(path)
-    return audit_to(stream, secrets), owned
+class AuditStream(Protocol):
+    """Where rendered lines go: one ``write`` per line, newline included."""
+
+    def write(self, data: bytes, /) -> int: ...
+    def flush(self) -> None: ...
 
 
-def audit_to(stream: Any, secrets: Iterable[str] = ()) -> AuditLog:
-    """The audit pipeline writing to any object with ``write(bytes)`` and ``flush()``."""
+def audit_to(stream: AuditStream, secrets: Iterable[str] = ()) -> AuditLog:
+    """The one pipeline, writing to ``stream`` (stdout, the audit file, a test's buffer)."""
+    # BytesLogger only ever calls write() and flush(): any AuditStream will do.
     logger: AuditLog = structlog.wrap_logger(
-        structlog.BytesLogger(stream),
+        structlog.BytesLogger(cast(BinaryIO, stream)),
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
@@ -154,6 +151,14 @@ def audit_to(stream: Any, secrets: Iterable[str] = ()) -> AuditLog:
         cache_logger_on_first_use=True,
     )
     return logger
+
+
+def open_audit(path: str, secrets: Iterable[str] = ()) -> tuple[AuditLog, AuditFile | None]:
+    """The audit logger and the file it owns (None for stdout), to close at exit."""
+    if path == "-":
+        return audit_to(sys.stdout.buffer, secrets), None
+    owned = AuditFile(path)
+    return audit_to(owned, secrets), owned
 
 
 def close_audit(owned: AuditFile | None) -> None:

@@ -29,7 +29,7 @@ from cxstream.sim.control import handle_add_recordings, handle_stats
 from cxstream.sim.hostile import padded_json
 from cxstream.sim.responses import ApiError, json_response, retryable
 from cxstream.sim.spec import RecordingSpec, recording_from_dict
-from cxstream.sim.state import STATE_KEY, Announcement, SimState
+from cxstream.sim.state import STATE_KEY, Announcement, RecordingStats, SimState
 from cxstream.sim.stream import handle_stream
 
 DEFAULT_CLIENT_ID = "cxstream"
@@ -212,39 +212,43 @@ class SimServer:
         return f"{self._base_url}/archive"
 
     @property
-    def stats(self) -> SimState:
-        """The live state: recordings, counters, tokens, announcements."""
+    def state(self) -> SimState:
+        """Everything the simulator remembers: recordings, counters, tokens, announcements."""
         return self.app[STATE_KEY]
+
+    def served(self, recording_id: str) -> RecordingStats:
+        """What the API served for one recording: its requests, bytes, open streams."""
+        return self.state.stats_for(recording_id)
 
     @property
     def announcements(self) -> list[Announcement]:
-        return self.stats.announcements
+        return self.state.announcements
 
     def add_recording(self, spec: RecordingSpec | Mapping[str, Any]) -> RecordingSpec:
         """Add or replace a recording (a spec or its TOML/JSON-shaped mapping)."""
         if not isinstance(spec, RecordingSpec):
             spec = recording_from_dict(spec)
-        self.stats.add_recording(spec)
+        self.state.add_recording(spec)
         return spec
 
     def expected(self, recording_id: str, codec: str) -> tuple[int, str]:
         """``(bytes, sha256 hex)`` of the whole recording, as the metadata reports it."""
-        spec = self.stats.recordings[recording_id]
+        spec = self.state.recordings[recording_id]
         if codec not in spec.codecs:
             raise ValueError(f"{recording_id} is not available as {codec}")
-        return self.stats.audio.expected(spec, codec)
+        return self.state.audio.expected(spec, codec)
 
     def body(self, recording_id: str, codec: str, offsets: Sequence[int] | None = None) -> bytes:
         """The true (fault-free) 200 body for these offsets; all segments by default."""
-        spec = self.stats.recordings[recording_id]
+        spec = self.state.recordings[recording_id]
         if offsets is None:
             offsets = spec.offsets
         bad = [o for o in offsets if o not in spec.offsets]
         if bad:
             raise ValueError(f"{recording_id}: {bad[0]} is not a segment offset")
         indices = [o // spec.segment_seconds for o in offsets]
-        return self.stats.audio.body(spec, codec, indices)
+        return self.state.audio.body(spec, codec, indices)
 
     async def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
         """Block until ``predicate()`` holds (re-checked on every state change)."""
-        await self.stats.wait_for(predicate, timeout_s)
+        await self.state.wait_for(predicate, timeout_s)

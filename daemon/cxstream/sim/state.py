@@ -1,6 +1,6 @@
 """Everything the simulator remembers: recordings, tokens, counters, announcements.
 
-Tests read this object directly (``SimServer.stats``) and block on it with
+Tests read this object directly (``SimServer.state``) and block on it with
 :meth:`SimState.wait_for`, which wakes on every change instead of polling.
 """
 
@@ -80,6 +80,8 @@ class SimState:
         self.token_bytes_served = 0
         # Armed by a huge_token fault: the next token request gets a huge body.
         self.huge_token: FaultSpec | None = None
+        # Every token ever issued, expired or not: what a trail must never show.
+        self.issued_tokens: list[str] = []
         self.announcements: list[Announcement] = []
         self.archive_fail_remaining = 0
         # Set when the server shuts down, so stalled and trickling handlers end
@@ -106,6 +108,7 @@ class SimState:
         token = secrets.token_urlsafe(32)
         self.tokens[token] = time.monotonic() + self.token_ttl
         self.tokens_issued += 1
+        self.issued_tokens.append(token)
         self.notify()
         return token
 
