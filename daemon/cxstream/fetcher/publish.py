@@ -85,7 +85,8 @@ class Publisher:
             segments=media.segments,
             duration_s=_duration(media),
             verified_by=(*media.verified_by, *container, "read-back"),
-            extra=verified.target.extra,
+            # The id as the platform spelled it, when the file name had to differ.
+            extra={**verified.target.extra, **_original(job)},
             attempts=run.budget.attempts,
             ttfb_ms=run.streamer.ttfb_ms,
             duration_ms=(time.monotonic() - run.started) * 1000,
@@ -148,3 +149,7 @@ def _duration(media: Media) -> float | int | None:
     if media.segments:
         return sum(s["duration"] for s in media.segments)
     return media.expect.duration_s
+
+
+def _original(job: Job) -> dict[str, str]:
+    return {} if job.original_name is None else {"originalName": job.original_name}
