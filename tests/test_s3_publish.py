@@ -7,8 +7,11 @@ the bucket back with a client of its own, as an operator would.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +26,7 @@ from cxstream.fetcher.job import JobInterrupted
 from cxstream.keys import POOL
 from cxstream.sim.server import SimServer
 from cxstream.sink.store import StoreOutage
+from tests.harness import write_config
 from tests.inproc import DAY, rig, webhook_request
 
 pytest.importorskip("aiobotocore")
@@ -296,3 +300,22 @@ async def test_retention_on_a_bucket_without_object_lock_stops_the_start(
     with pytest.raises(StartError, match=r"^storage: s3_object_lock_invalid: "):
         async with rig(tmp_path, sim, storage=locked):
             pass
+
+
+async def test_a_node_whose_bucket_lacks_object_lock_says_so_in_one_line_and_exits_2(
+    tmp_path: Path, sim: SimServer, s3_endpoint: str, bucket: str
+) -> None:
+    storage = s3(s3_endpoint, bucket, retention_mode="COMPLIANCE", retention_days=1)
+    config = write_config(tmp_path, sim, storage=storage)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CXSTREAM_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cxstream", "run", "--config", str(config), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    assert proc.returncode == 2
+    lines = err.decode().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"cxstream: storage: s3_object_lock_invalid: check bucket {bucket}")
+    assert b"test-secret" not in err + out and b"Traceback" not in err
