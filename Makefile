@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo demo-cluster test lint format bench clean
 
 install: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/cxstream demo
+
+# Three nodes on a throwaway PostgreSQL and an S3 server (moto), one killed halfway.
+demo-cluster: install
+	$(BIN)/cxstream demo --nodes 3
 
 lint: install
 	$(BIN)/ruff check daemon tests

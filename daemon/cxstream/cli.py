@@ -34,11 +34,23 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("sim", help="run the built-in CXone simulator", add_help=False)
     demo = sub.add_parser("demo", help="the main job, end to end, on the simulator")
     demo.add_argument("--keep", action="store_true", help="keep the demo's files")
+    demo.add_argument(
+        "--nodes",
+        type=_node_count,
+        default=1,
+        help="run N daemons on PostgreSQL and an S3 server, one killed halfway (2-9)",
+    )
     report = sub.add_parser("audit-report", help="summarise an audit log per hour")
     report.add_argument("file", help="NDJSON audit file, '-' for stdin")
     report.add_argument("--json", action="store_true", help="JSON instead of a table")
     ops_cli.add_parsers(sub)
     return parser
+
+
+def _node_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 9:
+        raise argparse.ArgumentTypeError(f"expected 1 to 9 nodes, got {text!r}")
+    return int(text)
 
 
 class _ClientFaultFilter(logging.Filter):
@@ -91,6 +103,10 @@ def _main(argv: list[str]) -> int:
         return _run(args.command, args.config)
     if args.command in ops_cli.COMMANDS:
         return ops_cli.main(args)
+    if args.command == "demo" and args.nodes > 1:
+        from cxstream.demo_cluster import main as cluster_main
+
+        return cluster_main(nodes=args.nodes, keep=args.keep)
     if args.command == "demo":
         from cxstream.demo import main as demo_main
 

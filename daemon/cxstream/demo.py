@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -53,6 +53,7 @@ class Row:
     path: str = ""
     verified: bool = False
     note: str = ""
+    node: str = ""  # the node that streamed it (cluster demo)
 
 
 def _config(tmp: Path, sim: SimServer) -> Path:
@@ -110,16 +111,19 @@ class _AuditTail:
 
 
 def _render(rows: dict[str, Row], elapsed: float, tty: bool) -> str:
+    nodes = any(r.node for r in rows.values())  # a column only when several nodes ran
+    node_head = f"{'node':<7} " if nodes else ""
     head = (
-        f"{'recording':<10} {'state':<11} {'codec':<5} {'bytes':>10} {'rate':>11} "
+        f"{'recording':<10} {'state':<11} {node_head}{'codec':<5} {'bytes':>10} {'rate':>11} "
         f"{'ttfb':>8} {'tries':>5}  note"
     )
     lines = [f"cxstream demo — {elapsed:5.1f}s", head]
     for r in rows.values():
         ttfb = "" if r.ttfb_ms is None else f"{r.ttfb_ms:.0f}ms"
         rate = f"{r.rate / 1e6:.2f} MB/s" if r.rate else ""
+        node = f"{r.node:<7} " if nodes else ""
         lines.append(
-            f"{r.recording_id:<10} {r.state:<11} {r.codec:<5} {r.bytes:>10,} {rate:>11} "
+            f"{r.recording_id:<10} {r.state:<11} {node}{r.codec:<5} {r.bytes:>10,} {rate:>11} "
             f"{ttfb:>8} {r.attempts or '':>5}  {r.note}"
         )
     out = "\n".join(lines)
@@ -131,7 +135,9 @@ def _apply(rows: dict[str, Row], event: dict[str, Any]) -> None:
     if row is None:
         return
     name = event["event"]
-    if name == "webhook.accepted":
+    if name in ("recording.started", "recording.completed"):
+        row.node = event.get("node", row.node)
+    if name == "webhook.accepted" and row.state == "sent":
         row.state = "queued"
     elif name == "recording.started":
         row.state, row.codec = "streaming", event["codec"]
@@ -152,15 +158,19 @@ def _verify(row: Row, sim: SimServer, announced: set[str]) -> None:
     if row.state != "archived":
         return
     path = Path(row.path)
-    data = path.read_bytes()
-    codec = "opus" if path.suffix == ".opus" else "pcm"
+    has_sidecar = sidecar_path(path, row.recording_id).is_file()
+    _judge(row, path.read_bytes(), has_sidecar, sim, announced)
+
+
+def _judge(row: Row, data: bytes, has_sidecar: bool, sim: SimServer, announced: set[str]) -> None:
+    """Hold an archived file's bytes to the simulator's source (opus as is, WAV less its header)."""
+    codec = "opus" if row.path.endswith(".opus") else "pcm"
     size, sha = sim.expected(row.recording_id, codec)
     source = data if codec == "opus" else data[44:]
-    sidecar = sidecar_path(path, row.recording_id)
     problems = []
     if len(source) != size or hashlib.sha256(source).hexdigest() != sha:
         problems.append("bytes differ from the source")
-    if not sidecar.is_file():
+    if not has_sidecar:
         problems.append("no sidecar")
     if row.recording_id not in announced:
         problems.append("not announced")
@@ -181,10 +191,15 @@ async def _webhook_url(tail: _AuditTail, proc: asyncio.subprocess.Process) -> st
 
 
 async def _send_webhooks(
-    http: aiohttp.ClientSession, url: str, corpus: Sequence[RecordingSpec], rows: dict[str, Row]
+    http: aiohttp.ClientSession,
+    urls: Sequence[str],
+    corpus: Sequence[RecordingSpec],
+    rows: dict[str, Row],
 ) -> None:
+    """One signed webhook per recording, spread over ``urls`` as a load balancer would."""
     signer = Webhook(_DEMO_WEBHOOK_SECRET)
-    for spec in corpus:
+    for i, spec in enumerate(corpus):
+        url = urls[i % len(urls)]
         event = {
             "type": "recording.completed",
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -204,7 +219,11 @@ async def _send_webhooks(
                 rows[spec.id].state, rows[spec.id].note = "REJECTED", str(resp.status)
 
 
-def _apply_lines(rows: dict[str, Row], tail: _AuditTail, tty: bool, wall_start: float) -> None:
+class _Lines(Protocol):
+    def read(self) -> list[dict[str, Any]]: ...
+
+
+def _apply_lines(rows: dict[str, Row], tail: _Lines, tty: bool, wall_start: float) -> None:
     for event in tail.read():
         row = rows.get(str(event.get("recording_id")))
         before = (row.state, row.note) if row else None
@@ -213,9 +232,10 @@ def _apply_lines(rows: dict[str, Row], tail: _AuditTail, tty: bool, wall_start: 
             # Not a terminal (CI, a pipe): one line per change instead of a redraw.
             at = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
             elapsed = at.timestamp() - wall_start
+            node = f"{event['node']:<7} " if "node" in event else ""
             print(
                 f"{elapsed:6.2f}s {row.recording_id:<10} {row.state:<10} "
-                f"{row.bytes:>9,} B  {row.note}",
+                f"{node}{row.bytes:>9,} B  {row.note}",
                 flush=True,
             )
 
@@ -265,7 +285,7 @@ async def _run(tmp: Path, keep: bool) -> int:
             if webhook_url is None:
                 print("cxstream demo: the daemon did not start", file=sys.stderr)
                 return 1
-            await _send_webhooks(http, webhook_url, corpus, rows)
+            await _send_webhooks(http, [webhook_url], corpus, rows)
             await _follow(sim, rows, tail, tty, started)
         finally:
             if proc.returncode is None:

@@ -31,7 +31,11 @@ _START = ("-w", "-t", "60", "start")
 
 
 def pg_bindir() -> Path | None:
-    """The newest installed server's binaries (Debian puts them per major version)."""
+    """``$PG_BINDIR`` if set, else the newest installed server's binaries (Debian
+    puts them per major version), else ``initdb`` on the PATH."""
+    if os.environ.get("PG_BINDIR"):
+        chosen = Path(os.environ["PG_BINDIR"])
+        return chosen if (chosen / "initdb").is_file() else None
     found = glob.glob("/usr/lib/postgresql/*/bin/initdb")
     if not found:
         on_path = shutil.which("initdb")
@@ -91,7 +95,8 @@ def check() -> Path:
     """The server binaries' directory; ``Missing`` when PostgreSQL or psycopg is absent."""
     bindir = pg_bindir()
     if bindir is None:
-        raise Missing("PostgreSQL server binaries not installed (apt-get install postgresql)")
+        where = f" in PG_BINDIR={os.environ['PG_BINDIR']}" if os.environ.get("PG_BINDIR") else ""
+        raise Missing(f"PostgreSQL server binaries not found{where} (apt-get install postgresql)")
     try:
         import psycopg  # noqa: F401
     except ImportError:

@@ -77,7 +77,7 @@ def main() -> None:
 
 def check() -> None:
     """``Missing`` when moto's server cannot run here."""
-    for module in ("moto", "werkzeug", "flask", "flask_cors"):
+    for module in ("moto", "werkzeug", "flask", "flask_cors", "aiobotocore"):
         if importlib.util.find_spec(module) is None:
             raise Missing(f"{module} not installed (pip install -e '.[test]')")
 
