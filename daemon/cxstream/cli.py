@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("sim", help="run the built-in CXone simulator", add_help=False)
     demo = sub.add_parser("demo", help="the main job, end to end, on the simulator")
     demo.add_argument("--keep", action="store_true", help="keep the demo's files")
+    demo.add_argument(
+        "--platform",
+        default="cxone-stream",
+        choices=("cxone-stream", "cxone-playback", "genesys", "all"),
+        help="which platform's simulator (all: the three in turn)",
+    )
     report = sub.add_parser("audit-report", help="summarise an audit log per hour")
     report.add_argument("file", help="NDJSON audit file, '-' for stdin")
     report.add_argument("--json", action="store_true", help="JSON instead of a table")
@@ -94,7 +100,7 @@ def _main(argv: list[str]) -> int:
     if args.command == "demo":
         from cxstream.demo import main as demo_main
 
-        return demo_main(keep=args.keep)
+        return demo_main(keep=args.keep, platform=args.platform)
     if args.command == "audit-report":
         from cxstream.report import main as report_main
 
