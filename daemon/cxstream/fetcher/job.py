@@ -210,7 +210,7 @@ class JobRun:
         if undo is not None:
             await undo()
         await self._persist(err.text)
-        extra = {} if decision.counted else {"throttled": True}
+        extra = {} if decision.wait is None else {decision.wait: True}
         self.log.warning(
             "stream.retry",
             status=err.status,
@@ -232,6 +232,8 @@ class JobRun:
                     return await call()
             except PermanentError as err:
                 raise JobFailed(err, self.budget.attempts) from None
+            except CodecUnavailable:
+                raise  # the next format is the answer, not another try
             except FetchError as err:
                 await self.retry(err)
 

@@ -166,10 +166,18 @@ class GenesysSource:
 
     async def _recording(self, conversation: str, ref: str, fmt: str) -> dict[str, Any]:
         path = f"/api/v2/conversations/{quote(conversation, safe='')}/recordings"
-        status, body = await self._get(
-            f"{path}/{quote(ref, safe='')}",
-            {"formatId": _BY_FORMAT[fmt], "download": "false"},
-        )
+        try:
+            status, body = await self._get(
+                f"{path}/{quote(ref, safe='')}",
+                {"formatId": _BY_FORMAT[fmt], "download": "false"},
+            )
+        except PermanentError as err:
+            if err.status in (400, 406, 415, 422) and "format" in (err.detail or "").lower():
+                # The API says this format cannot be had: ask for the next one.
+                raise CodecUnavailable(
+                    "format_unavailable", err.detail, status=err.status
+                ) from None
+            raise
         if not isinstance(body, dict):
             if status == 202:
                 raise NotReady("transcoding", status=202)
