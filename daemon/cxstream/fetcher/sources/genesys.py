@@ -78,9 +78,16 @@ class GenesysSource:
         limits: CxoneConfig,
         limiter: RateLimiter,
         on_token: Any = None,
+        idle_timeout_s: float | None = None,
     ) -> None:
         self._session = session
         self._cfg = config
+        # The API holds a list request up to maxWaitMs while it transcodes, and
+        # the job's watchdog gives a control call streams.idle_timeout_s: a
+        # longer hold would be cut as a stall and charged as an attempt.
+        self._max_wait_ms = _MAX_WAIT_MS
+        if idle_timeout_s is not None:
+            self._max_wait_ms = max(0, min(_MAX_WAIT_MS, int(idle_timeout_s * 500)))
         self._max_control = limits.max_control_bytes
         self._limiter = limiter
         assert config.client_secret is not None
@@ -145,7 +152,7 @@ class GenesysSource:
         first = self._cfg.formats[0]
         status, body = await self._get(
             f"/api/v2/conversations/{quote(conversation, safe='')}/recordings",
-            {"formatId": first, "maxWaitMs": str(_MAX_WAIT_MS)},
+            {"formatId": first, "maxWaitMs": str(self._max_wait_ms)},
         )
         if status == 202 or not isinstance(body, list) or not body:
             # The conversation just ended: its recordings are not listed yet.
