@@ -37,3 +37,19 @@ async def test_a_transcoding_hold_stays_inside_the_idle_timeout(
         assert errors, "the transcoding wait was never seen"
         assert not [e for e in errors if e.startswith("stalled")], errors
         assert all(line.get("not_ready") for line in r.trail.find("stream.retry")), errors
+
+
+async def test_a_listing_still_transcoding_is_polled_again_when_the_estimate_says(
+    tmp_path: Path, genesys: GenesysSim
+) -> None:
+    genesys.add_conversation({"id": "c-est", "recording": [{"id": "r-est", "transcode_s": 1}]})
+    async with genesys_rig(tmp_path, genesys) as r:
+        await submit_contact(r, "c-est")
+        assert await drain(r) == ["c-est", "r-est"]
+        (wait,) = [
+            line
+            for line in r.trail.find("stream.retry")
+            if line["error"].startswith("recordings_not_listed_yet")
+        ]
+        # The remaining estimate (under 1 s), not the 5 s default of a wait without a hint.
+        assert 0.4 <= wait["delay_s"] <= 1.0, wait

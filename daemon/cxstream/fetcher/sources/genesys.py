@@ -58,6 +58,16 @@ def _wait_hint(body: dict[str, Any]) -> float | None:
     return ms / 1000 if isinstance(ms, int | float) and ms > 0 else None
 
 
+def _list_hint(body: Any) -> float | None:
+    """The longest ``estimatedTranscodeTimeMs`` of the listed recordings still without media."""
+    hints = [
+        _wait_hint(rec)
+        for rec in (body if isinstance(body, list) else [])
+        if isinstance(rec, dict) and _media_uri(rec) is None
+    ]
+    return max((h for h in hints if h is not None), default=None)
+
+
 def check_state(body: dict[str, Any]) -> None:
     """``fileState`` wins over an empty ``mediaUris``: some states end the job."""
     state = str(body.get("fileState") or "").upper()
@@ -156,7 +166,7 @@ class GenesysSource:
         )
         if status == 202 or not isinstance(body, list) or not body:
             # The conversation just ended: its recordings are not listed yet.
-            raise NotReady("recordings_not_listed_yet", status=status)
+            raise NotReady("recordings_not_listed_yet", status=status, retry_after=_list_hint(body))
         targets = []
         for rec in body:
             rid = rec.get("id") if isinstance(rec, dict) else None
