@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The three platforms' simulators in turn (DEMO=cxone-stream|cxone-playback|genesys for one).
+DEMO ?= all
+
 demo: install
-	$(BIN)/cxstream demo
+	$(BIN)/cxstream demo --platform $(DEMO)
 
 lint: install
 	$(BIN)/ruff check daemon tests

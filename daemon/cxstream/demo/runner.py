@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 import orjson
 
-from cxstream.demo.show import AuditTail, Board, Row
+from cxstream.demo.show import AuditTail, Board, Frame, Row
 from cxstream.sim.server import DEFAULT_ARCHIVE_SECRET
 from cxstream.sim.state import Announcement
 from cxstream.sink.record import sidecar_path
@@ -108,6 +108,7 @@ async def _follow(sc: Scenario, board: Board, tail: AuditTail, tty: bool, starte
     """Show progress until every job settled and each archived one was announced."""
     wall_start = time.time() - (time.monotonic() - started)
     deadline = started + TIMEOUT_S
+    frame = Frame()
     while time.monotonic() < deadline:
         for event in tail.read():
             for row in board.apply(event):
@@ -120,13 +121,16 @@ async def _follow(sc: Scenario, board: Board, tail: AuditTail, tty: bool, starte
                     row.bytes = served
                     row.rate = served / max(time.monotonic() - started, 1e-3)
         if tty:
-            print(board.render(sc.title, time.monotonic() - started, tty), flush=True)
+            live = board.render(sc.title, time.monotonic() - started)
+            print(frame.draw(live), end="", flush=True)
         announced = _announced(sc.announcements)
         if board.settled() and all(
             r.name in announced for r in board.rows.values() if r.state == "archived"
         ):
-            return
+            break
         await asyncio.sleep(0.25)
+    # The summary takes the live table's place.
+    print(frame.erase(), end="", flush=True)
 
 
 def verify(sc: Scenario, row: Row, announced: dict[str, Any]) -> None:
@@ -195,7 +199,7 @@ async def run(sc: Scenario, tmp: Path) -> Outcome:
             board.rows[name] = Row(name, state="MISSING", note="no job for it")
     for row in board.rows.values():
         verify(sc, row, announced)
-    print(board.render(sc.title, time.monotonic() - started, tty=False))
+    print(board.render(sc.title, time.monotonic() - started))
     rows = [board.rows[n] for n in sc.expected if n in board.rows]
     verified = sum(r.verified for r in rows)
     total = sum(r.bytes for r in rows)

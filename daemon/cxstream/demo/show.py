@@ -57,6 +57,7 @@ class Board:
     def __init__(self, names: list[str], width: int) -> None:
         self.rows = {name: Row(name) for name in names}
         self.width = max(width, 10)
+        self._last_child: dict[str, str] = {}  # a contact's children stay in listed order
 
     def get(self, name: str) -> Row | None:
         return self.rows.get(name)
@@ -68,12 +69,16 @@ class Board:
         new = [c for c in children if c not in self.rows]
         if not new:
             return
+        anchor = self._last_child.get(parent, parent)
+        if anchor not in self.rows:
+            anchor = parent
         rows: dict[str, Row] = {}
         for name, row in self.rows.items():
             rows[name] = row
-            if name == parent:
+            if name == anchor:
                 rows.update((c, Row(c, state="queued")) for c in new)
         self.rows = rows
+        self._last_child[parent] = new[-1]
 
     def apply(self, event: dict[str, Any]) -> list[Row]:
         """Take one audit line; the rows it changed."""
@@ -87,14 +92,15 @@ class Board:
             return [child] if child else []
         if kind == "recording.expanded":
             # A contact whose recordings each became a job: the contact is no row of its own.
-            self._add_after(name, [str(j) for j in event["jobs"]])
+            jobs = [str(j) for j in event["jobs"]]
+            self._add_after(name, jobs)
             del self.rows[name]
-            return []
+            return [Row(name, state="expanded", note=f"→ {len(jobs)} recording job(s)")]
         before = (row.state, row.note)
         _apply(row, kind, event)
         return [row] if (row.state, row.note) != before else []
 
-    def render(self, title: str, elapsed: float, tty: bool) -> str:
+    def render(self, title: str, elapsed: float) -> str:
         w = self.width
         head = (
             f"{'recording':<{w}} {'state':<11} {'codec':<5} {'bytes':>10} {'rate':>11} "
@@ -108,8 +114,7 @@ class Board:
                 f"{r.name:<{w}} {r.state:<11} {r.codec:<5} {r.bytes:>10,} {rate:>11} "
                 f"{ttfb:>8} {r.attempts or '':>5}  {r.note}"
             )
-        out = "\n".join(lines)
-        return f"\x1b[H\x1b[J{out}" if tty else out
+        return "\n".join(lines)
 
     def line(self, row: Row, event: dict[str, Any], wall_start: float) -> str:
         """One progress line (not a terminal), timed by the audit line."""
@@ -139,3 +144,25 @@ def _apply(row: Row, kind: str, event: dict[str, Any]) -> None:
         row.note = ""
     elif kind == "recording.failed":
         row.state, row.note, row.attempts = "FAILED", event["error"], event["attempts"]
+
+
+class Frame:
+    """A block of lines redrawn in place on a terminal.
+
+    It moves the cursor back over its own last drawing only, rather than
+    clearing the screen, so what was printed above it (an earlier
+    platform's summary) stays.
+    """
+
+    def __init__(self) -> None:
+        self._lines = 0
+
+    def erase(self) -> str:
+        out = f"\x1b[{self._lines}F\x1b[J" if self._lines else ""
+        self._lines = 0
+        return out
+
+    def draw(self, text: str) -> str:
+        out = self.erase() + text + "\n"
+        self._lines = text.count("\n") + 1
+        return out
