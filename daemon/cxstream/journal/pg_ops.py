@@ -16,16 +16,12 @@ from psycopg.types.json import Jsonb
 
 from cxstream.journal.base import Checkpoint, Job, JobInfo, JobRequest, JobState
 from cxstream.journal.pg_base import LEASE, Conn
-from cxstream.journal.postgres import PostgresJournal
+from cxstream.journal.postgres import JOB_COLUMNS, PostgresJournal, job_from_row
 
 _COLUMNS = (
     "recording_id, state, attempts, last_error, contact_id, codec, day,"
     " EXTRACT(EPOCH FROM created_at)::float8, EXTRACT(EPOCH FROM updated_at)::float8,"
     " checkpoint, result"
-)
-_JOB = (
-    "id, recording_id, contact_id, codec, offsets, day, attempts, checkpoint,"
-    " original_name, scope, source_ref"
 )
 
 
@@ -46,22 +42,6 @@ def _info(row: Any) -> JobInfo:
         # The shared journal keeps no per-run row: a rate is not shown for it.
         run_started_at=None,
         run_start_offset=None,
-    )
-
-
-def _job(row: Any) -> Job:
-    return Job(
-        id=row[0],
-        recording_id=row[1],
-        contact_id=row[2],
-        codec=row[3],
-        offsets=None if row[4] is None else tuple(row[4]),
-        day=row[5],
-        attempts=row[6],
-        checkpoint=None if row[7] is None else Checkpoint.from_json(row[7]),
-        original_name=row[8],
-        scope="contact" if row[9] == "contact" else "recording",
-        source_ref=row[10],
     )
 
 
@@ -158,10 +138,10 @@ class PgJournalOps:
                     " state, owner, lease_until, original_name, scope, source_ref) VALUES"
                     " (%(rid)s, %(wid)s, %(contact)s, %(codec)s, %(offsets)s, %(day)s,"
                     f" 'running', %(node)s, {LEASE}, %(original)s, %(scope)s, %(ref)s)"
-                    f" RETURNING {_JOB}",
+                    f" RETURNING {JOB_COLUMNS}",
                     params,
                 )
-                return _job(await cur.fetchone())
+                return job_from_row(await cur.fetchone())
             state = JobState(row[0])
             if state is JobState.COMPLETED:
                 return state
@@ -172,9 +152,9 @@ class PgJournalOps:
                 "UPDATE jobs SET state = 'running', owner = %(node)s,"
                 f" lease_until = {LEASE}, updated_at = now()"
                 + (", attempts = 0, last_error = NULL, checkpoint = NULL" if fresh else "")
-                + f" WHERE recording_id = %(rid)s RETURNING {_JOB}",
+                + f" WHERE recording_id = %(rid)s RETURNING {JOB_COLUMNS}",
                 params,
             )
-            return _job(await cur.fetchone())
+            return job_from_row(await cur.fetchone())
 
         return await self._j._tx(body)
