@@ -158,7 +158,14 @@ class JobRun:
                 await asyncio.shield(self._hand_back())
             raise
         except JobFailed as exc:
-            await asyncio.shield(self._fail(exc))
+            try:
+                await asyncio.shield(self._fail(exc))
+            except JournalError as err:
+                # The failure could not be recorded: the job is still "running"
+                # in the journal and is handed back, never silently lost.
+                with contextlib.suppress(JournalError):
+                    await asyncio.shield(self.runner.journal.release(self.job.id))
+                raise JobInterrupted(str(err)) from err
         except (JournalError, DiskFull) as exc:
             with contextlib.suppress(JournalError):
                 # After ENOSPC the bytes since the last checkpoint may not be on
