@@ -1,0 +1,2 @@
+async def run(d, checks):  # placeholder, filled below
+    pass
