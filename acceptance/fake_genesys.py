@@ -53,6 +53,7 @@ class GenesysFake:
     token_requests: int = 0
     bad_token_requests: int = 0
     api_requests: list[dict[str, Any]] = field(default_factory=list)
+    format_error_as_400: bool = False
 
     async def token(self, request: web.Request) -> web.Response:
         self.token_requests += 1
@@ -145,8 +146,13 @@ class GenesysFake:
         status = 200
         for r in recs:
             if r.file_state == "AVAILABLE" and fmt not in r.formats:
-                rec["status"] = 400
-                return web.json_response({"status": 400, "code": "bad.request", "message": f"formatId {fmt} is not available for this recording"}, status=400)
+                if self.format_error_as_400:
+                    rec["status"] = 400
+                    return web.json_response({"status": 400, "code": "bad.request", "message": f"formatId {fmt} is not available for this recording"}, status=400)
+                # the documented field: an error for this format in the recording body
+                out.append({"id": r.rid, "conversationId": r.conv, "fileState": "AVAILABLE", "mediaUris": {},
+                            "outputSizeInBytes": 0, "recordingErrorStatus": f"TRANSCODE_{fmt}_UNAVAILABLE"})
+                continue
             st, body = self._body(r, fmt)
             if st == 202:
                 status = 202

@@ -44,6 +44,7 @@ class MediaHost:
         self.base = ""
         self.auth_headers_seen = 0
         self.url_secrets: list[str] = []
+        self.unknown_requests: list[str] = []
 
     def add(self, f: MediaFile) -> MediaFile:
         self.files[f.key] = f
@@ -62,6 +63,7 @@ class MediaHost:
         key = request.match_info["key"]
         f = self.files.get(key)
         if f is None:
+            self.unknown_requests.append(key)
             return web.Response(status=404, text="NoSuchKey")
         n = len(f.requests) + 1
         rec: dict[str, Any] = {
