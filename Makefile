@@ -30,7 +30,8 @@ format: install
 	$(BIN)/ruff format daemon tests
 
 test: install lint
-	$(BIN)/pytest -q
+	# Three workers on two cores: most tests wait on sockets, not the CPU.
+	$(BIN)/pytest -q -n 3
 
 bench: install
 	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)

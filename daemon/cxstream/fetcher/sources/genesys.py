@@ -159,11 +159,7 @@ class GenesysSource:
         if job.scope == "recording":
             ref = job.source_ref or job.original_name or job.recording_id
             return (self._target(job.recording_id, ref, conversation),)
-        first = self._cfg.formats[0]
-        status, body = await self._get(
-            f"/api/v2/conversations/{quote(conversation, safe='')}/recordings",
-            {"formatId": first, "maxWaitMs": str(self._max_wait_ms)},
-        )
+        status, body = await self._list(conversation)
         if status == 202 or not isinstance(body, list) or not body:
             # The conversation just ended: its recordings are not listed yet.
             raise NotReady("recordings_not_listed_yet", status=status, retry_after=_list_hint(body))
@@ -175,6 +171,18 @@ class GenesysSource:
         if not targets:
             raise FetchError("api_malformed", "recordings without ids")
         return tuple(targets)
+
+    async def _list(self, conversation: str) -> tuple[int, Any]:
+        """The conversation's recordings, asked in the first format (so transcoding
+        starts now); if the API refuses that format for the list, with none."""
+        path = f"/api/v2/conversations/{quote(conversation, safe='')}/recordings"
+        params = {"formatId": self._cfg.formats[0], "maxWaitMs": str(self._max_wait_ms)}
+        try:
+            return await self._get(path, params)
+        except PermanentError as err:
+            if err.status not in (400, 415, 422):
+                raise
+            return await self._get(path, {**params, "formatId": "NONE"})
 
     def _target(self, name: str, ref: str, conversation: str) -> Target:
         formats = tuple(FORMATS[f].name for f in self._cfg.formats)
@@ -189,8 +197,9 @@ class GenesysSource:
                 {"formatId": _BY_FORMAT[fmt], "download": "false"},
             )
         except PermanentError as err:
-            if err.status in (400, 406, 415, 422) and "format" in (err.detail or "").lower():
-                # The API says this format cannot be had: ask for the next one.
+            if err.status in (400, 406, 415, 422):
+                # A bad request for a recording that exists is about the format
+                # asked for (the API documents no finer signal): the next one.
                 raise CodecUnavailable(
                     "format_unavailable", err.detail, status=err.status
                 ) from None
