@@ -15,6 +15,7 @@ import orjson
 from standardwebhooks.webhooks import Webhook
 
 from cxstream.demo.show import Board, Row
+from cxstream.formats import registry
 from cxstream.sim.corpus import default_corpus
 from cxstream.sim.server import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SimServer
 from cxstream.sim.spec import RecordingSpec
@@ -81,10 +82,11 @@ codecs = ["opus", "pcm"]
         return self.sim.served(row.name).bytes_served
 
     def check_bytes(self, row: Row, data: bytes) -> str | None:
-        codec = "opus" if Path(row.path).suffix == ".opus" else "pcm"
-        size, sha = self.sim.expected(row.name, codec)
-        # PCM is archived inside a 44-byte RIFF/WAVE header of our own.
-        source = data if codec == "opus" else data[44:]
+        suffix = Path(row.path).suffix.lstrip(".")
+        fmt = next(f for f in (registry.OPUS, registry.PCM) if f.extension == suffix)
+        size, sha = self.sim.expected(row.name, fmt.name)
+        # PCM is archived inside a RIFF/WAVE header of our own.
+        source = data[fmt.header_bytes :]
         if len(source) != size or hashlib.sha256(source).hexdigest() != sha:
             return "bytes differ from the source"
         return None
