@@ -37,6 +37,7 @@ from cxstream.keys import JOURNAL, METRICS, POOL
 from cxstream.metrics import Metrics
 from cxstream.sim.server import SimServer
 from cxstream.sink.record import final_path, sidecar_path
+from cxstream.sink.store import local_root
 from tests.harness import completed, write_config
 from tests.trail import Trail
 
@@ -141,7 +142,7 @@ async def rig(tmp: Path, sim: SimServer, **overrides: dict[str, Any]) -> AsyncIt
     for name, values in overrides.items():
         sections.setdefault(name, {}).update(values)
     cfg = load(write_config(tmp, sim, **sections), {})
-    for path in (cfg.storage.dir, cfg.storage.state_dir):
+    for path in (local_root(cfg.storage), cfg.storage.state_dir):  # as daemon.serve does
         path.mkdir(parents=True, exist_ok=True)
     trail = Trail()
     app = build_app(cfg, audit_to(trail, cfg.secrets()), Metrics())

@@ -1,72 +1,16 @@
-"""An S3 endpoint for the tests: moto's server, in a process of its own, on loopback.
+"""An S3 endpoint for the tests: moto's server on loopback (cxstream/devservers/s3.py).
 
-``python -m tests.s3server`` binds 127.0.0.1 on a port the kernel picks and
-prints ``PORT <n>`` once it listens. moto speaks the S3 HTTP protocol with
-Object Lock, legal holds, SSE headers, multipart uploads and conditional
-writes, and stores ``x-amz-checksum-sha256`` values, but (moto 5.x) does not
-yet check a given checksum against the bytes, which AWS does. So this server
-adds exactly that check, the way AWS answers it (400 ``BadDigest``), for
-PutObject and UploadPart. Everything else is moto's.
+moto checks ``x-amz-checksum-sha256`` here the way AWS does (the dev
+server's middleware), and multipart parts may be as small as
+``TEST_PART_BYTES`` so that multipart uploads stay light.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import io
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
-BAD_DIGEST = (
-    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>BadDigest</Code>'
-    b"<Message>The SHA256 you specified did not match the calculated checksum.</Message>"
-    b"</Error>"
-)
-
-
-class VerifyChecksums:
-    """WSGI middleware: a PUT whose body does not hash to its x-amz-checksum-sha256 is refused."""
-
-    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
-        self.app = app
-
-    def __call__(self, environ: dict[str, Any], start: Callable[..., Any]) -> Iterable[bytes]:
-        claimed = environ.get("HTTP_X_AMZ_CHECKSUM_SHA256")
-        chunked = "aws-chunked" in environ.get("HTTP_CONTENT_ENCODING", "")
-        if environ["REQUEST_METHOD"] == "PUT" and claimed and not chunked:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length)
-            actual = base64.b64encode(hashlib.sha256(body).digest()).decode()
-            if actual != claimed:
-                start(
-                    "400 Bad Request",
-                    [("Content-Type", "application/xml"), ("Content-Length", str(len(BAD_DIGEST)))],
-                )
-                return [BAD_DIGEST]
-            environ["wsgi.input"] = io.BytesIO(body)
-        return self.app(environ, start)
-
-
-def main() -> None:
-    from moto.moto_server.threaded_moto_server import MotoRequestHandler
-    from moto.server import DomainDispatcherApplication, create_backend_app
-    from werkzeug.serving import make_server
-
-    app = VerifyChecksums(DomainDispatcherApplication(create_backend_app))
-    server = make_server("127.0.0.1", 0, app, True, request_handler=MotoRequestHandler)
-    print(f"PORT {server.server_address[1]}", flush=True)
-    sys.stdout.close()
-    server.serve_forever()
-
-
-if __name__ == "__main__":
-    main()
-
+from cxstream.devservers import s3
 
 # Parts this small keep the tests light; S3 itself wants 5 MiB (the daemon uses 8).
 TEST_PART_BYTES = 64 * 1024
@@ -75,23 +19,5 @@ TEST_PART_BYTES = 64 * 1024
 @contextlib.contextmanager
 def running(**env: str) -> Iterator[str]:
     """Start the server; yields its endpoint URL, stops it afterwards."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.s3server"],
-        cwd=Path(__file__).resolve().parents[1],
-        env={**os.environ, "S3_UPLOAD_PART_MIN_SIZE": str(TEST_PART_BYTES), **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().decode()  # blocks until it listens, or exits
-        if not line.startswith("PORT "):
-            raise RuntimeError(f"the S3 test server did not start (exit {proc.wait(5)})")
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with s3.running(S3_UPLOAD_PART_MIN_SIZE=str(TEST_PART_BYTES), **env) as url:
+        yield url

@@ -233,11 +233,29 @@ VALID: dict[str, dict[str, Any]] = {
         min_free_bytes=268435456,
     ),
     "storage.resumed": _line("info", "storage.resumed", paused_s=12.5),
+    "store.opened": _line(
+        "info",
+        "store.opened",
+        store="s3://cx-archive/recordings/",
+        spool="/var/lib/cxstream/state/spool",
+        stale_parts=2,
+    ),
+    "store.paused": _line(
+        "warning",
+        "store.paused",
+        store="s3://cx-archive/recordings/",
+        error="s3_unreachable: HeadObject 2026/11/24/rec-1.opus: EndpointConnectionError",
+    ),
+    "store.resumed": _line(
+        "info", "store.resumed", store="s3://cx-archive/recordings/", paused_s=3.2
+    ),
     "ratelimit.waiting": _line("info", "ratelimit.waiting", wait_s=2.0, rate_per_s=0.5),
 }
 
 # Other shapes the code writes: the second call site of an event, the other branch.
 VARIANTS: list[dict[str, Any]] = [
+    # fetcher/pool.py: the object store could not take a verified recording.
+    _line("warning", "recording.interrupted", recording_id="rec-1", reason="store"),
     # fetcher/job.py, the last codec given up: nothing left to try.
     _line(
         "warning",

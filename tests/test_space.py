@@ -60,3 +60,16 @@ async def test_after_enospc_space_must_really_come_back() -> None:
     disk.free += 600 * 1024  # over a MiB more than at the failure: work again
     assert await g.check()
     assert events(out) == ["storage.paused", "storage.resumed"]
+
+
+async def test_only_the_filesystem_that_filled_must_regain_space() -> None:
+    free = {Path("/srv/rec"): 4096, Path("/var/state"): 50 * 1024 * MIB}
+    out = io.BytesIO()
+    clock = Disk(0)
+    g = DiskGuard(
+        tuple(free), 0, audit_to(out), Metrics(), probe=free.__getitem__, clock=clock.clock
+    )
+    g.disk_full("/srv/rec/2026/11/24")
+    assert not await g.check()
+    free[Path("/srv/rec")] += 2 * MIB  # the state's filesystem never changed: no matter
+    assert await g.check()

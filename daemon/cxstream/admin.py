@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cxstream.journal import JournalError
 from cxstream.keys import CONFIG, GUARD, JOURNAL, LIFECYCLE, METRICS
+from cxstream.sink.store import local_root
 
 Check = Callable[[web.Application], Awaitable[bool]]
 READY_CHECKS = web.AppKey("ready_checks", dict[str, Check])
@@ -45,7 +46,8 @@ async def _journal(app: web.Application) -> bool:
 
 
 async def _storage(app: web.Application) -> bool:
-    return await asyncio.to_thread(_writable, app[CONFIG].storage.dir)
+    # Where part files are written: storage.dir, or the spool with an object store.
+    return await asyncio.to_thread(_writable, local_root(app[CONFIG].storage))
 
 
 async def _disk_space(app: web.Application) -> bool:

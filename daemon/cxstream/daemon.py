@@ -1,7 +1,7 @@
 """The composition root: every part is built here, and only here.
 
 Resources open and close through the web app's ``cleanup_ctx`` in data-path
-order (journal, HTTP session, notifier, workers) and close in reverse. A
+order (journal, store, HTTP session, notifier, workers) and close in reverse. A
 stop signal first turns the webhook to 503, then cancels the workers (each
 checkpoints under shield), then closes listeners and resources. Under systemd
 (``Type=notify``) the daemon says READY=1 once both listeners are bound,
@@ -20,7 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from cxstream import __version__
-from cxstream.admin import build_admin_app
+from cxstream.admin import Check, build_admin_app
 from cxstream.audit import AuditLog
 from cxstream.config import Config
 from cxstream.fetcher.job import JobRunner
@@ -41,6 +41,7 @@ from cxstream.keys import (
     METRICS,
     POOL,
     SESSION,
+    STORE,
     Lifecycle,
 )
 from cxstream.listeners import GuardedSite
@@ -50,6 +51,8 @@ from cxstream.notifier.archive import ArchiveNotifier
 from cxstream.sdnotify import SdNotify, monotonic_usec
 from cxstream.service import StatusReporter
 from cxstream.sink.space import DiskGuard
+from cxstream.sink.spool import HoldsLeases, sweep
+from cxstream.sink.store import Store, StoreStartError, local_root, open_store
 
 NOTIFIER = web.AppKey("notifier", ArchiveNotifier)
 # SIGTERM to exit must fit systemd's TimeoutStopSec (15 s) with room to spare.
@@ -73,6 +76,32 @@ async def _journal_ctx(app: web.Application) -> AsyncIterator[None]:
     app[JOURNAL] = journal
     yield
     await journal.close()
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Where verified recordings go; an object store is opened (and checked) once."""
+    cfg, audit = app[CONFIG], app[AUDIT]
+    try:
+        async with open_store(cfg.storage, audit) as store:
+            app[STORE] = store
+            if cfg.storage.backend == "s3":
+                await _sweep_spool(app, store)
+            yield
+    except StoreStartError as exc:
+        raise StartError(f"storage: {exc}") from None
+
+
+async def _sweep_spool(app: web.Application, store: Store) -> None:
+    """Before any worker runs: part files of jobs another node took over are dead."""
+    journal, stale = app[JOURNAL], []
+    if isinstance(journal, HoldsLeases):
+        try:
+            stale = await sweep(store.local_root, journal.still_mine)
+        except JournalError as exc:
+            raise StartError(f"journal: {exc}") from None
+    app[AUDIT].info(
+        "store.opened", store=store.where, spool=str(store.local_root), stale_parts=len(stale)
+    )
 
 
 async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -112,6 +141,7 @@ def make_runner(
     audit: AuditLog,
     metrics: Metrics,
     *,
+    store: Store,
     on_completed: Callable[[], None] | None = None,
     on_enqueued: Callable[[], None] | None = None,
 ) -> JobRunner:
@@ -123,7 +153,7 @@ def make_runner(
         audit=audit,
         metrics=metrics,
         publisher=Publisher(
-            config=cfg, journal=journal, metrics=metrics, on_completed=on_completed
+            config=cfg, journal=journal, metrics=metrics, store=store, on_completed=on_completed
         ),
         on_enqueued=on_enqueued,
     )
@@ -138,6 +168,7 @@ def build_runner(app: web.Application) -> JobRunner:
         app[JOURNAL],
         app[AUDIT],
         app[METRICS],
+        store=app[STORE],
         on_completed=None if notifier is None else notifier.wake,
         on_enqueued=lambda: app[POOL].wake(),
     )
@@ -153,6 +184,7 @@ def build_pool(app: web.Application) -> WorkerPool:
         audit=app[AUDIT],
         metrics=app[METRICS],
         guard=app[GUARD],
+        store=app[STORE],
     )
 
 
@@ -175,15 +207,29 @@ def build_app(config: Config, audit: AuditLog, metrics: Metrics) -> web.Applicat
     app[LIFECYCLE] = Lifecycle()
     app[ADMISSION] = Admission(config.streams.max_queued)
     app[GUARD] = DiskGuard(
-        (config.storage.dir, config.storage.state_dir),
+        (local_root(config.storage), config.storage.state_dir),
         config.storage.min_free_bytes,
         audit,
         metrics,
     )
     app[AUTHENTICATOR] = authenticator_for(config.webhook)
-    app.cleanup_ctx.extend([loop_lag_ctx, _journal_ctx, _session_ctx, _notifier_ctx, _workers_ctx])
+    app.cleanup_ctx.extend(
+        [loop_lag_ctx, _journal_ctx, _store_ctx, _session_ctx, _notifier_ctx, _workers_ctx]
+    )
     app.router.add_post("/webhooks/cxone", receive)
     return app
+
+
+def _store_check(app: web.Application) -> dict[str, Check]:
+    """``/readyz`` probes an object store (the filesystem has its own checks)."""
+    if app[CONFIG].storage.backend != "s3":
+        return {}
+    store = app[STORE]
+
+    async def _store(_admin: web.Application) -> bool:
+        return await store.healthy()
+
+    return {"store": _store}
 
 
 def _bound(runner: web.AppRunner) -> str:
@@ -200,11 +246,8 @@ async def serve(
     config: Config, audit: AuditLog, stop: asyncio.Event, notify: SdNotify | None = None
 ) -> None:
     notify = notify or SdNotify({})
-    if config.storage.backend == "s3":
-        # sink/s3.py is ready, but the fetcher does not publish through it yet:
-        # refuse rather than silently write to storage.dir. (Lifted by that wiring.)
-        raise StartError("storage.backend = 's3' is not wired into publication yet")
-    for path in (config.storage.dir, config.storage.state_dir):
+    # Where part files go (storage.dir, or the spool for s3), and the state.
+    for path in (local_root(config.storage), config.storage.state_dir):
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -224,7 +267,7 @@ async def serve(
     )
     await runner.setup()
     admin_runner = web.AppRunner(
-        build_admin_app(app),
+        build_admin_app(app, _store_check(app)),
         access_log=None,
         shutdown_timeout=1.0,
         keepalive_timeout=admin_limits.keepalive_timeout_s + BACKSTOP_S,

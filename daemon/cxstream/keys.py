@@ -15,6 +15,7 @@ from cxstream.fetcher.pool import WorkerPool
 from cxstream.journal import Journal
 from cxstream.metrics import Metrics
 from cxstream.sink.space import DiskGuard
+from cxstream.sink.store import Store
 
 
 @dataclass
@@ -58,3 +59,4 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 POOL = web.AppKey("pool", WorkerPool)
 GUARD = web.AppKey("guard", DiskGuard)
+STORE = web.AppKey("store", Store)

@@ -3,8 +3,9 @@
 The only place a job changes state in the journal. Cancellation (SIGTERM)
 saves a checkpoint and hands the job back under ``asyncio.shield``, so a
 stopping daemon never loses more than the bytes since the last fsync. A
-journal that cannot record, or a full disk, is an outage of ours: the job
-is handed back (``JobInterrupted``), never failed or announced.
+journal that cannot record, a full disk, or an object store that cannot take
+the verified file now is an outage of ours: the job is handed back
+(``JobInterrupted``) with its checkpoint, never failed or announced.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from cxstream.metrics import Metrics
 from cxstream.sink.part import ContainerError, PartFile
 from cxstream.sink.record import final_path
 from cxstream.sink.safe_fs import UnsafePath
+from cxstream.sink.store import StoreOutage, StoreRefused
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 log = logging.getLogger(__name__)
@@ -59,7 +61,9 @@ class JobFailed(Exception):
 
 
 class JobInterrupted(Exception):
-    """Not the recording's fault (journal down, disk full): hand the job back."""
+    """Not the recording's fault (journal down, disk full, store down): hand the job back.
+
+    ``__cause__`` says which: a ``JournalError``, ``DiskFull`` or ``StoreOutage``."""
 
 
 class JobRunner:
@@ -173,6 +177,13 @@ class JobRun:
                 # disk although the part file counted them: the journal's last
                 # checkpoint (written after an fsync) stays the truth.
                 await asyncio.shield(self._hand_back(persist=not isinstance(exc, DiskFull)))
+            raise JobInterrupted(str(exc)) from exc
+        except StoreOutage as exc:
+            # The sealed part and its checkpoint stay: the next run re-uploads, no more.
+            try:
+                await asyncio.shield(self._hand_back())
+            except JournalError as lost:
+                raise JobInterrupted(str(lost)) from lost
             raise JobInterrupted(str(exc)) from exc
         finally:
             metrics.active.dec()
@@ -306,7 +317,7 @@ class JobRun:
     async def _open_part(self, final: Path, media: Media) -> None:
         """The part file, resumed from the checkpoint when it can be."""
         cp = self.job.checkpoint
-        part = PartFile(final, media.fmt, self.runner.cfg.storage.dir)
+        part = PartFile(final, media.fmt, self.runner.publisher.root)
         try:
             resumed = False
             if cp is not None and cp.codec == media.fmt.name:
@@ -334,7 +345,7 @@ class JobRun:
 
     async def _fetch(self, target: Target, media: Media) -> None:
         final = final_path(
-            self.runner.cfg.storage.dir, self.job.day, self.job.recording_id, media.fmt.name
+            self.runner.publisher.root, self.job.day, self.job.recording_id, media.fmt.name
         )
         bound = media.max_bytes
         self.expected_bytes = None if bound is None else bound + media.fmt.header_bytes
@@ -357,6 +368,9 @@ class JobRun:
             # A link or a foreign file where we write: nothing was followed, no retry can help.
             unsafe = PermanentError("unsafe_path", str(exc))
             raise JobFailed(unsafe, self.budget.attempts) from None
+        except StoreRefused as exc:
+            refused = PermanentError(exc.code, exc.detail, status=exc.status)
+            raise JobFailed(refused, self.budget.attempts) from None
 
     async def _pieces(self, media: Media, part: PartFile) -> None:
         while self.done < media.units:

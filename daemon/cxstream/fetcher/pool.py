@@ -2,8 +2,9 @@
 
 Workers sleep on an event the webhook sets after a commit (and poll slowly
 as a safety net), so a job starts within milliseconds of its 202. They take
-no job while the disk guard is closed. Stopping cancels the loops; each
-job's own cancellation path writes its checkpoint.
+no job while the disk guard is closed, nor while the store is known to be
+down (``Store.ready``). Stopping cancels the loops; each job's own
+cancellation path writes its checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from cxstream.fetcher.job import JobInterrupted, JobRunner
 from cxstream.journal import Job, Journal, JournalError
 from cxstream.metrics import Metrics
 from cxstream.sink.space import DiskGuard
+from cxstream.sink.store import Store, StoreOutage
 
 _POLL_S = 1.0
 log = logging.getLogger(__name__)
@@ -33,8 +35,10 @@ class WorkerPool:
         audit: AuditLog,
         metrics: Metrics,
         guard: DiskGuard,
+        store: Store,
     ) -> None:
         self._journal = journal
+        self._store = store
         self._audit = audit
         self._metrics = metrics
         self._runner = runner
@@ -67,7 +71,7 @@ class WorkerPool:
 
     async def _loop(self) -> None:
         while True:
-            if not await self._guard.check():
+            if not await self._guard.check() or not await self._store.ready():
                 await self._idle()
                 continue
             try:
@@ -97,9 +101,12 @@ class WorkerPool:
             await self._runner.run(job)
         except JobInterrupted as exc:
             cause = exc.__cause__
-            reason = "disk_full" if isinstance(cause, DiskFull) else "journal"
+            reason = "journal"
             if isinstance(cause, DiskFull):
+                reason = "disk_full"
                 self._guard.disk_full(cause.path)
+            elif isinstance(cause, StoreOutage):
+                reason = "store"  # the store paused itself: no job until it answers again
             self._metrics.interrupted.labels(reason=reason).inc()
             self._audit.warning(
                 "recording.interrupted", recording_id=job.recording_id, reason=reason

@@ -24,9 +24,10 @@ from cxstream.config import Config
 from cxstream.daemon import make_runner
 from cxstream.fetcher.source import Media, Source, Target
 from cxstream.fetcher.transport import make_session
-from cxstream.journal import Job, JobRequest, JobState, Journal, JournalOps
+from cxstream.journal import Job, JobRequest, JobState, Journal, JournalError, JournalOps
 from cxstream.metrics import Metrics
 from cxstream.ops import fmt
+from cxstream.sink.store import StoreStartError, local_root, open_store
 
 _REDRAW_S = 0.2
 _BAR = 24
@@ -132,15 +133,16 @@ async def fetch(
         return 0
     assert isinstance(taken, Job)
     # As the daemon does at start: the roots exist (what is below them is the sink's).
-    for root in (cfg.storage.dir, cfg.storage.state_dir):
+    for root in (local_root(cfg.storage), cfg.storage.state_dir):
         root.mkdir(parents=True, exist_ok=True)
     audit_file = None if cfg.audit.path == "-" else AuditFile(cfg.audit.path)
     screen = _Screen(err, tty, audit_file)
     metrics = Metrics()
+    audit = audit_to(screen, secrets)
     try:
         session = make_session(pool_size=4, connect_timeout_s=cfg.cxone.connect_timeout_s)
-        async with session:
-            runner = make_runner(cfg, session, journal, audit_to(screen, secrets), metrics)
+        async with session, open_store(cfg.storage, audit) as store:
+            runner = make_runner(cfg, session, journal, audit, metrics, store=store)
             runner.source = sized = _Sized(runner.source)
             drawing = None
             if tty:
@@ -151,6 +153,12 @@ async def fetch(
                 if drawing is not None:
                     drawing.cancel()
                 screen.clear()
+    except StoreStartError as exc:
+        # Nothing was fetched: the job goes back to the queue as it was.
+        with contextlib.suppress(JournalError):
+            await journal.release(taken.id)
+        print(f"cxstream: storage: {exc}", file=err)
+        return 2
     finally:
         if audit_file is not None:
             audit_file.close()

@@ -35,7 +35,7 @@ class Archived:
     recording_id: str
     contact_id: str | None
     codec: str
-    path: Path
+    path: str  # a file's path, or s3://<bucket>/<key>
     size: int
     sha256: str
     source_sha256: str
@@ -55,7 +55,7 @@ class Archived:
             "contactId": self.contact_id,
             "codec": self.codec,
             "contentType": registry.get(self.codec).content_type,
-            "path": str(self.path),
+            "path": self.path,
             "bytes": self.size,
             "sha256": self.sha256,
             "sourceSha256": self.source_sha256,
@@ -78,7 +78,7 @@ class Archived:
                 "data": {
                     "recordingId": self.recording_id,
                     "contactId": self.contact_id,
-                    "path": str(self.path),
+                    "path": self.path,
                     "bytes": self.size,
                     "sha256": self.sha256,
                     "codec": self.codec,

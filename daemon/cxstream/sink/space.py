@@ -73,8 +73,12 @@ class DiskGuard:
     def disk_full(self, where: str) -> None:
         """A write failed with ENOSPC/EDQUOT: pause until space returns."""
         if self._full_at is None:
-            for path in self._paths:
-                # One statvfs per directory, on the loop: cheap, and the moment matters.
+            full = Path(where)
+            # The filesystem that filled is the one to watch: the directory the
+            # write was under (or every one, if it was under none of them).
+            hit = [p for p in self._paths if full == p or p in full.parents] or list(self._paths)
+            for path in hit:
+                # One statvfs, on the loop: cheap, and the moment matters.
                 with contextlib.suppress(OSError):
                     self._free_at_full[path] = self._probe(path)
             self._pause(Path(where), None, "disk_full")
