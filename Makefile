@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The three platforms' simulators in turn (DEMO=cxone-stream|cxone-playback|genesys for one).
+DEMO ?= all
+
 demo: install
-	$(BIN)/cxstream demo
+	$(BIN)/cxstream demo --platform $(DEMO)
 
 # Three nodes on a throwaway PostgreSQL and an S3 server (moto), one killed halfway.
 demo-cluster: install
@@ -31,7 +34,8 @@ format: install
 	$(BIN)/ruff format daemon tests
 
 test: install lint
-	$(BIN)/pytest -q
+	# Three workers on two cores: most tests wait on sockets, not the CPU.
+	$(BIN)/pytest -q -n 3
 
 bench: install
 	$(BIN)/python -m tests.bench.run $(BENCH_ARGS)

@@ -35,10 +35,16 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the main job, end to end, on the simulator")
     demo.add_argument("--keep", action="store_true", help="keep the demo's files")
     demo.add_argument(
+        "--platform",
+        default="cxone-stream",
+        choices=("cxone-stream", "cxone-playback", "genesys", "all"),
+        help="which platform's simulator (all: the three in turn)",
+    )
+    demo.add_argument(
         "--nodes",
         type=_node_count,
         default=1,
-        help="run N daemons on PostgreSQL and an S3 server, one killed halfway (2-9)",
+        help="cxone-stream on N daemons sharing PostgreSQL and an S3 server, one killed halfway",
     )
     report = sub.add_parser("audit-report", help="summarise an audit log per hour")
     report.add_argument("file", help="NDJSON audit file, '-' for stdin")
@@ -104,13 +110,16 @@ def _main(argv: list[str]) -> int:
     if args.command in ops_cli.COMMANDS:
         return ops_cli.main(args)
     if args.command == "demo" and args.nodes > 1:
-        from cxstream.demo_cluster import main as cluster_main
+        if args.platform != "cxone-stream":
+            print("cxstream demo: --nodes runs the cxone-stream demo only", file=sys.stderr)
+            return 2
+        from cxstream.demo.cluster import main as cluster_main
 
         return cluster_main(nodes=args.nodes, keep=args.keep)
     if args.command == "demo":
         from cxstream.demo import main as demo_main
 
-        return demo_main(keep=args.keep)
+        return demo_main(keep=args.keep, platform=args.platform)
     if args.command == "audit-report":
         from cxstream.report import main as report_main
 

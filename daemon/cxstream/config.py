@@ -372,9 +372,13 @@ def _read_secret_file(key: str, path: str) -> str:
         ) from None
 
 
-def _resolve_secrets(raw: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+def _resolve_secrets(
+    raw: dict[str, dict[str, Any]],
+    env: Mapping[str, str],
+    only: frozenset[tuple[str, str]] | set[tuple[str, str]] = SECRETS,
+) -> None:
     creds = env.get("CREDENTIALS_DIRECTORY")
-    for section, key in SECRETS:
+    for section, key in only:
         values = raw.setdefault(section, {})
         file_key = f"{key}_file"
         if values.get(file_key):
@@ -702,7 +706,9 @@ def load(
     if need_secrets:
         _resolve_secrets(raw, env)
     else:
-        for section, key in SECRETS:
+        # The shared journal's DSN is how a read command reaches the journal at all.
+        _resolve_secrets(raw, env, {("journal", "dsn")})
+        for section, key in SECRETS - {("journal", "dsn")}:
             if (section, key) == ("storage", "secret_access_key") and not raw["storage"].get(
                 "access_key_id"
             ):

@@ -33,6 +33,7 @@ _NOT_READY_DEFAULT_S = 5.0
 class Retry:
     delay_s: float
     counted: bool  # False: a throttle or not-ready wait, paid from its own budget
+    wait: str | None = None  # "throttled" or "not_ready" when not counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ class AttemptBudget:
             self._waits += 1
             delay = self._server_delay(err, self._waits)
             self.throttled_s += delay
-            return Retry(delay, counted=False)
+            return Retry(delay, counted=False, wait="throttled")
         if isinstance(err, NotReady):
             return self._not_ready(err)
         self.failures += 1
@@ -96,7 +97,7 @@ class AttemptBudget:
         hint = err.retry_after if err.retry_after is not None else _NOT_READY_DEFAULT_S
         delay = min(max(hint, 0.5), self._not_ready_grace_s - self.not_ready_s, _RETRY_AFTER_MAX_S)
         self.not_ready_s += delay
-        return Retry(delay, counted=False)
+        return Retry(delay, counted=False, wait="not_ready")
 
     def _server_delay(self, err: FetchError, n: int) -> float:
         """Retry-After, bounded against a nonsense date and floored by our backoff,

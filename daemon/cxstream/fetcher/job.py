@@ -117,6 +117,7 @@ class JobRun:
         self.in_flight: tuple[int, ...] = ()
         # Until a part file is open, the last run's checkpoint still describes the disk.
         self.previous = job.checkpoint
+        self.measured_s: float | None = None  # the duration the file's container gives
         self.started_wall, self.started = time.time(), time.monotonic()
         # The most the part file may hold (quarantine keeps no more evidence than that).
         self.expected_bytes: int | None = None
@@ -162,7 +163,14 @@ class JobRun:
                 await asyncio.shield(self._hand_back())
             raise
         except JobFailed as exc:
-            await asyncio.shield(self._fail(exc))
+            try:
+                await asyncio.shield(self._fail(exc))
+            except JournalError as err:
+                # The failure could not be recorded: the job is still "running"
+                # in the journal and is handed back, never silently lost.
+                with contextlib.suppress(JournalError):
+                    await asyncio.shield(self.runner.journal.release(self.job.id))
+                raise JobInterrupted(str(err)) from err
         except (JournalError, DiskFull) as exc:
             with contextlib.suppress(JournalError):
                 # After ENOSPC the bytes since the last checkpoint may not be on
@@ -221,7 +229,7 @@ class JobRun:
         if undo is not None:
             await undo()
         await self._persist(err.text)
-        extra = {} if decision.counted else {"throttled": True}
+        extra = {} if decision.wait is None else {decision.wait: True}
         self.log.warning(
             "stream.retry",
             status=err.status,
@@ -243,6 +251,8 @@ class JobRun:
                     return await call()
             except PermanentError as err:
                 raise JobFailed(err, self.budget.attempts) from None
+            except CodecUnavailable:
+                raise  # the next format is the answer, not another try
             except FetchError as err:
                 await self.retry(err)
 
@@ -431,7 +441,7 @@ class JobRun:
             if media.expect.sha256 is None:
                 # No checksum from the platform: the container and the
                 # duration are what is left to hold the file to.
-                await _check_container(part, media)
+                self.measured_s = await _check_container(part, media)
             return sha
         except ContainerError as exc:
             # The disk does not hold what was verified: write it again.
@@ -450,7 +460,8 @@ class JobRun:
         return None
 
 
-async def _check_container(part: PartFile, media: Media) -> None:
+async def _check_container(part: PartFile, media: Media) -> float:
+    """The file's duration, as its container tells it; VerificationError if it is not one."""
     try:
         info = await check_file(part.path, media.fmt.container)
     except FormatError as exc:
@@ -461,6 +472,7 @@ async def _check_container(part: PartFile, media: Media) -> None:
         raise VerificationError(
             "duration_mismatch", f"{info.duration_s:.2f}s, expected {expected:.2f}s"
         )
+    return info.duration_s
 
 
 def _check_whole(part: PartFile, media: Media) -> None:

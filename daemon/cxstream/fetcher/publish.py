@@ -85,7 +85,7 @@ class Publisher:
                 sha256=verified.sha256,
                 source_sha256=part.source_sha256(),
                 segments=media.segments,
-                duration_s=_duration(media),
+                duration_s=_duration(media, run.measured_s),
                 verified_by=(*media.verified_by, *container, "read-back"),
                 # The id as the platform spelled it, when the file name had to differ.
                 extra={**verified.target.extra, **_original(job)},
@@ -172,10 +172,13 @@ class Publisher:
             await PartFile(final, fmt, self.root).discard()
 
 
-def _duration(media: Media) -> float | int | None:
+def _duration(media: Media, measured_s: float | None) -> float | int | None:
+    """The segments' sum (stream API), else the platform's word, else the container's."""
     if media.segments:
         return sum(s["duration"] for s in media.segments)
-    return media.expect.duration_s
+    if media.expect.duration_s is not None:
+        return media.expect.duration_s
+    return None if measured_s is None else round(measured_s, 3)
 
 
 def _original(job: Job) -> dict[str, str]:

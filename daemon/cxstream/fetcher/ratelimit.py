@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from cxstream.audit import AuditLog
 from cxstream.metrics import Metrics
@@ -30,7 +30,9 @@ class RateLimiter:
         audit: AuditLog | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        self._sleep = sleep
         self._capacity = float(requests)
         self._full_rate = requests / window_s if requests else 0.0
         self._rate = self._full_rate
@@ -68,7 +70,7 @@ class RateLimiter:
                     self._audit.info(
                         "ratelimit.waiting", wait_s=round(wait, 3), rate_per_s=round(self._rate, 4)
                     )
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
                 self._refill()
             self._tokens -= 1
             self._rate = min(self._full_rate, self._rate + self._full_rate * _RECOVER)

@@ -27,14 +27,14 @@ from cxstream.journal.base import Checkpoint, Enqueued, Job, JobRequest, LeaseLo
 from cxstream.journal.pg_base import LEASE, Conn
 from cxstream.journal.pg_outbox import PgOutbox
 
-_JOB_COLUMNS = (
+JOB_COLUMNS = (
     "id, recording_id, contact_id, codec, offsets, day, attempts, checkpoint,"
     " original_name, scope, source_ref"
 )
 _MINE = "id = %(id)s AND state = 'running' AND owner = %(node)s"
 
 
-def _job(row: Any) -> Job:
+def job_from_row(row: Any) -> Job:
     return Job(
         id=row[0],
         recording_id=row[1],
@@ -139,10 +139,10 @@ class PostgresJournal(PgOutbox):
                 "UPDATE jobs SET state = 'running',"
                 " checkpoint = CASE WHEN owner = %(node)s THEN checkpoint END,"
                 f" owner = %(node)s, lease_until = {LEASE}, updated_at = now()"
-                f" WHERE id = %(id)s RETURNING {_JOB_COLUMNS}",
+                f" WHERE id = %(id)s RETURNING {JOB_COLUMNS}",
                 {**params, "id": found[0]},
             )
-            return _job(await cur.fetchone())
+            return job_from_row(await cur.fetchone())
 
         return await self._tx(body)
 

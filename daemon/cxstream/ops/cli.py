@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from cxstream.config import Config, ConfigError
-from cxstream.journal import JobState, JournalError, SqliteJournal
+from cxstream.journal import JobState, Journal, JournalError, JournalOps, SqliteJournal
 from cxstream.journal.sqlite_ops import SqliteJournalOps
 from cxstream.ops import fmt
 
@@ -90,6 +90,8 @@ def main(args: argparse.Namespace) -> int:
 async def _open_and_run(args: argparse.Namespace, cfg: Config) -> int:
     from cxstream.journal import JOURNAL_FILE
 
+    if cfg.journal.backend == "postgres":
+        return await _open_postgres(args, cfg)
     path = cfg.storage.state_dir / JOURNAL_FILE
     if not path.is_file():
         return _usage(f"no journal at {path} (storage.state_dir; has the daemon run?)")
@@ -99,8 +101,31 @@ async def _open_and_run(args: argparse.Namespace, cfg: Config) -> int:
     except JournalError as exc:
         await journal.close()
         return _usage(f"cannot open the journal {path}: {exc}")
+    return await _run_closing(args, cfg, journal, SqliteJournalOps(journal), str(path))
+
+
+async def _open_postgres(args: argparse.Namespace, cfg: Config) -> int:
+    from cxstream.journal import build_journal
+    from cxstream.journal.pg_ops import PgJournalOps
+    from cxstream.journal.postgres import PostgresJournal
+
+    journal = build_journal(cfg)
+    assert isinstance(journal, PostgresJournal)
+    # Its own name: a daemon on this host re-queues its own node's jobs at start.
+    journal.node = f"{journal.node}-cli"
     try:
-        return await _dispatch(args, cfg, journal, str(path))
+        await journal.open()
+    except JournalError as exc:
+        await journal.close()
+        return _usage(f"cannot open the journal: {exc}")
+    return await _run_closing(args, cfg, journal, PgJournalOps(journal), journal.location)
+
+
+async def _run_closing(
+    args: argparse.Namespace, cfg: Config, journal: Journal, ops: JournalOps, where: str
+) -> int:
+    try:
+        return await _dispatch(args, cfg, journal, ops, where)
     except JournalError as exc:
         print(f"cxstream: journal: {exc}", file=sys.stderr)
         return 1
@@ -109,11 +134,10 @@ async def _open_and_run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 async def _dispatch(
-    args: argparse.Namespace, cfg: Config, journal: SqliteJournal, where: str
+    args: argparse.Namespace, cfg: Config, journal: Journal, ops: JournalOps, where: str
 ) -> int:
     from cxstream.ops import jobs
 
-    ops = SqliteJournalOps(journal)
     out = sys.stdout
     if args.command == "status":
         return await jobs.status(journal, ops, where=where, as_json=args.json, out=out)

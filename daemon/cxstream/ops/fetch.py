@@ -24,7 +24,7 @@ from cxstream.config import Config
 from cxstream.daemon import make_runner
 from cxstream.fetcher.source import Media, Source, Target
 from cxstream.fetcher.transport import make_session
-from cxstream.journal import Job, JobRequest, JobState, JournalError, JournalOps, SqliteJournal
+from cxstream.journal import Job, JobRequest, JobState, Journal, JournalError, JournalOps
 from cxstream.metrics import Metrics
 from cxstream.ops import fmt
 from cxstream.sink.store import StoreStartError, local_root, open_store
@@ -104,7 +104,7 @@ async def _progress(screen: _Screen, metrics: Metrics, sized: _Sized, started: f
 
 async def fetch(
     cfg: Config,
-    journal: SqliteJournal,
+    journal: Journal,
     ops: JournalOps,
     recording_id: str,
     *,

@@ -15,33 +15,7 @@ one-line reason that names the recording and the offending key::
     max_duration = 180
     faults = [ { kind = "stall", after_bytes = 30000, on = [1] } ]
 
-Each fault selects requests with ``on = [1, 3]`` (1-based request numbers),
-``times = N`` (the first N) or neither (all). Stream faults count every
-stream request of the recording, including 401s, rejected ones and resumes;
-``metadata_status`` counts metadata requests. Kinds and their parameters:
-
-- ``stall {after_bytes}``: send that many body bytes, then nothing, connection open.
-- ``truncate {after_bytes}``: send that many, then close mid-chunk.
-- ``trickle {bytes_per_second}``: send the body slowly.
-- ``bad_digest``: an intact body under a wrong (well-formed) ``Repr-Digest``.
-- ``corrupt {at_byte}``: one byte flipped; ``Repr-Digest`` still of the true body.
-- ``rot {at_byte}``: one byte flipped (inside an Ogg page body for Opus) and a
-  ``Repr-Digest`` of the rotten body: only Ogg CRCs or the metadata sha256 tell.
-- ``missing_eos``: Opus links without EOS flags (CRCs fixed, digest of that body).
-- ``ignore_range``: a request with ``Range`` gets the full 200.
-- ``status {status = 429|503, retry_after}``: the JSON error with ``Retry-After``.
-- ``json200``: 200, ``application/json``, ``{"error": "storage_timeout"}``.
-- ``expire_token``: revoke the request's token and answer 401 ``invalid_token``.
-- ``codec_unavailable``: 406 for the requested codec although the metadata lists it
-  (a codec withdrawn between the metadata GET and the stream GET).
-- ``metadata_status {status, retry_after}``: the same, for the metadata GET.
-
-``after_bytes`` counts bytes of the response being sent (after a Range
-offset); ``at_byte`` is a position in the complete 200 body. Defaults:
-after_bytes 30000, at_byte 4096, bytes_per_second 16000, status 503,
-retry_after 1. When several faults select one request, expire_token wins over
-status, status over validation errors, json200 over audio; body faults
-combine, and of stall and truncate the one with the smaller after_bytes acts.
+Faults (``faults = [...]``) and their parameters are described in ``fault_spec.py``.
 """
 
 from __future__ import annotations

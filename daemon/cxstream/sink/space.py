@@ -9,6 +9,7 @@ and the gate reopens by itself once space is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from cxstream.audit import AuditLog
 from cxstream.metrics import Metrics
 
 _RECHECK_S = 1.0
+_REGAIN = 1024 * 1024
 
 
 def free_bytes(path: Path) -> int:
@@ -43,6 +45,7 @@ class DiskGuard:
         self._probe = probe
         self._clock = clock
         self._full_at: float | None = None  # set while paused
+        self._free_at_full: dict[Path, int] = {}  # free bytes when a write hit ENOSPC
         self._checked_at = -1e9
         self._lock = asyncio.Lock()
 
@@ -57,9 +60,12 @@ class DiskGuard:
             except OSError:
                 continue  # a missing directory is the start-up's business, not ours
             self._metrics.free_bytes.labels(path=str(path)).set(free)
-            # After an ENOSPC, one byte above the minimum is not "back":
-            # ask for the minimum plus a margin before resuming.
-            need = self._min if self._full_at is None else max(self._min, 1) * 2
+            need = self._min
+            if self._free_at_full:
+                # After an ENOSPC, one byte above the minimum is not "back": twice
+                # the minimum, and at least a MiB more than there was when the
+                # write failed (else a minimum of 0 would resume, fail, resume...).
+                need = max(need * 2, self._free_at_full.get(path, -_REGAIN) + _REGAIN)
             if free < need:
                 return path, free
         return None
@@ -67,6 +73,14 @@ class DiskGuard:
     def disk_full(self, where: str) -> None:
         """A write failed with ENOSPC/EDQUOT: pause until space returns."""
         if self._full_at is None:
+            full = Path(where)
+            # The filesystem that filled is the one to watch: the directory the
+            # write was under (or every one, if it was under none of them).
+            hit = [p for p in self._paths if full == p or p in full.parents] or list(self._paths)
+            for path in hit:
+                # One statvfs, on the loop: cheap, and the moment matters.
+                with contextlib.suppress(OSError):
+                    self._free_at_full[path] = self._probe(path)
             self._pause(Path(where), None, "disk_full")
 
     def _pause(self, path: Path, free: int | None, reason: str) -> None:
@@ -92,7 +106,7 @@ class DiskGuard:
                 self._pause(short[0], short[1], "low_space")
             elif short is None and self._full_at is not None:
                 paused_s = round(self._clock() - self._full_at, 3)
-                self._full_at = None
+                self._full_at, self._free_at_full = None, {}
                 self._metrics.storage_paused.set(0)
                 self._audit.info("storage.resumed", paused_s=paused_s)
         return not self.paused

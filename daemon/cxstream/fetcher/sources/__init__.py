@@ -28,6 +28,13 @@ def make_source(
         return CxonePlaybackSource(session, cx, limiter, on_token=on_token)
     if kind == "genesys":
         assert config.genesys is not None
-        return GenesysSource(session, config.genesys, cx, limiter, on_token=on_token)
+        return GenesysSource(
+            session,
+            config.genesys,
+            cx,
+            limiter,
+            on_token=on_token,
+            idle_timeout_s=config.streams.idle_timeout_s,
+        )
     tokens = TokenSource(session, client_credentials(cx), cx.token_url, on_refresh=on_token)
     return CxoneStreamSource(CxoneClient(session, cx, tokens, limiter), cx.codecs)

@@ -58,6 +58,16 @@ def _wait_hint(body: dict[str, Any]) -> float | None:
     return ms / 1000 if isinstance(ms, int | float) and ms > 0 else None
 
 
+def _list_hint(body: Any) -> float | None:
+    """The longest ``estimatedTranscodeTimeMs`` of the listed recordings still without media."""
+    hints = [
+        _wait_hint(rec)
+        for rec in (body if isinstance(body, list) else [])
+        if isinstance(rec, dict) and _media_uri(rec) is None
+    ]
+    return max((h for h in hints if h is not None), default=None)
+
+
 def check_state(body: dict[str, Any]) -> None:
     """``fileState`` wins over an empty ``mediaUris``: some states end the job."""
     state = str(body.get("fileState") or "").upper()
@@ -78,9 +88,16 @@ class GenesysSource:
         limits: CxoneConfig,
         limiter: RateLimiter,
         on_token: Any = None,
+        idle_timeout_s: float | None = None,
     ) -> None:
         self._session = session
         self._cfg = config
+        # The API holds a list request up to maxWaitMs while it transcodes, and
+        # the job's watchdog gives a control call streams.idle_timeout_s: a
+        # longer hold would be cut as a stall and charged as an attempt.
+        self._max_wait_ms = _MAX_WAIT_MS
+        if idle_timeout_s is not None:
+            self._max_wait_ms = max(0, min(_MAX_WAIT_MS, int(idle_timeout_s * 500)))
         self._max_control = limits.max_control_bytes
         self._limiter = limiter
         assert config.client_secret is not None
@@ -142,14 +159,10 @@ class GenesysSource:
         if job.scope == "recording":
             ref = job.source_ref or job.original_name or job.recording_id
             return (self._target(job.recording_id, ref, conversation),)
-        first = self._cfg.formats[0]
-        status, body = await self._get(
-            f"/api/v2/conversations/{quote(conversation, safe='')}/recordings",
-            {"formatId": first, "maxWaitMs": str(_MAX_WAIT_MS)},
-        )
+        status, body = await self._list(conversation)
         if status == 202 or not isinstance(body, list) or not body:
             # The conversation just ended: its recordings are not listed yet.
-            raise NotReady("recordings_not_listed_yet", status=status)
+            raise NotReady("recordings_not_listed_yet", status=status, retry_after=_list_hint(body))
         targets = []
         for rec in body:
             rid = rec.get("id") if isinstance(rec, dict) else None
@@ -159,6 +172,18 @@ class GenesysSource:
             raise FetchError("api_malformed", "recordings without ids")
         return tuple(targets)
 
+    async def _list(self, conversation: str) -> tuple[int, Any]:
+        """The conversation's recordings, asked in the first format (so transcoding
+        starts now); if the API refuses that format for the list, with none."""
+        path = f"/api/v2/conversations/{quote(conversation, safe='')}/recordings"
+        params = {"formatId": self._cfg.formats[0], "maxWaitMs": str(self._max_wait_ms)}
+        try:
+            return await self._get(path, params)
+        except PermanentError as err:
+            if err.status not in (400, 415, 422):
+                raise
+            return await self._get(path, {**params, "formatId": "NONE"})
+
     def _target(self, name: str, ref: str, conversation: str) -> Target:
         formats = tuple(FORMATS[f].name for f in self._cfg.formats)
         extra = {"conversationId": conversation, "genesysRecordingId": ref}
@@ -166,10 +191,19 @@ class GenesysSource:
 
     async def _recording(self, conversation: str, ref: str, fmt: str) -> dict[str, Any]:
         path = f"/api/v2/conversations/{quote(conversation, safe='')}/recordings"
-        status, body = await self._get(
-            f"{path}/{quote(ref, safe='')}",
-            {"formatId": _BY_FORMAT[fmt], "download": "false"},
-        )
+        try:
+            status, body = await self._get(
+                f"{path}/{quote(ref, safe='')}",
+                {"formatId": _BY_FORMAT[fmt], "download": "false"},
+            )
+        except PermanentError as err:
+            if err.status in (400, 406, 415, 422):
+                # A bad request for a recording that exists is about the format
+                # asked for (the API documents no finer signal): the next one.
+                raise CodecUnavailable(
+                    "format_unavailable", err.detail, status=err.status
+                ) from None
+            raise
         if not isinstance(body, dict):
             if status == 202:
                 raise NotReady("transcoding", status=202)

@@ -28,25 +28,14 @@ from typing import Any
 
 import aiohttp
 
-from cxstream.demo import (
-    _DEMO_WEBHOOK_SECRET,
-    Row,
-    _apply_lines,
-    _AuditTail,
-    _judge,
-    _render,
-    _send_webhooks,
-)
+from cxstream.demo.cluster_check import verify_bucket
+from cxstream.demo.show import AuditTail, Board, Frame
+from cxstream.demo.stream import StreamScenario
 from cxstream.devservers import Missing
 from cxstream.devservers import pg as pgdev
 from cxstream.devservers import s3 as s3dev
 from cxstream.sim.corpus import default_corpus
-from cxstream.sim.server import (
-    DEFAULT_ARCHIVE_SECRET,
-    DEFAULT_CLIENT_ID,
-    DEFAULT_CLIENT_SECRET,
-    SimServer,
-)
+from cxstream.sim.server import DEFAULT_ARCHIVE_SECRET, SimServer
 from cxstream.sim.spec import RecordingSpec, recording_from_dict
 
 _TIMEOUT_S = 150.0
@@ -57,7 +46,7 @@ _PREFIX = "recordings/"
 _SLOW = {"rec-0003": 96_000, "rec-0011": 64_000, "rec-0012": 96_000}
 
 
-class _NodeTail(_AuditTail):
+class _NodeTail(AuditTail):
     """One node's audit file, every event also kept for the summary."""
 
     def __init__(self, path: Path) -> None:
@@ -111,17 +100,11 @@ def _corpus() -> list[RecordingSpec]:
     return out
 
 
-def _config(home: Path, name: str, sim: SimServer, dsn: str, endpoint: str) -> Path:
-    text = f"""
-[webhook]
-listen = "127.0.0.1:0"
-secret = "{_DEMO_WEBHOOK_SECRET}"
-[cxone]
-base_url = "{sim.base_url}"
-token_url = "{sim.token_url}"
-client_id = "{DEFAULT_CLIENT_ID}"
-client_secret = "{DEFAULT_CLIENT_SECRET}"
-codecs = ["opus", "pcm"]
+def _config(home: Path, name: str, sc: StreamScenario, dsn: str, endpoint: str) -> Path:
+    """The stream demo's [webhook] and [cxone], and this node's journal, store and files."""
+    text = (
+        sc.config()
+        + f"""
 [streams]
 concurrency = 2
 idle_timeout_s = 2
@@ -146,26 +129,27 @@ secret_access_key = "{s3dev.SECRET_ACCESS_KEY}"
 retention_mode = "GOVERNANCE"
 retention_days = 1
 [archive]
-url = "{sim.archive_url}"
+url = "{sc.archive_url}"
 secret = "{DEFAULT_ARCHIVE_SECRET}"
 [audit]
 path = "{home / "audit.ndjson"}"
 [admin]
 listen = "127.0.0.1:0"
 """
+    )
     home.mkdir(parents=True, exist_ok=True)
     path = home / "cxstream.toml"
     path.write_text(text)
     return path
 
 
-async def _start(tmp: Path, count: int, sim: SimServer, dsn: str, endpoint: str) -> list[_Node]:
+async def _start(tmp: Path, count: int, sc: StreamScenario, dsn: str, endpoint: str) -> list[_Node]:
     nodes = []
     for i in range(1, count + 1):
         name, home = f"node-{i}", tmp / f"node-{i}"
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cxstream", "run", "--config",
-            str(_config(home, name, sim, dsn, endpoint)), stdin=asyncio.subprocess.DEVNULL,
+            str(_config(home, name, sc, dsn, endpoint)), stdin=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         nodes.append(_Node(name, proc, _NodeTail(home / "audit.ndjson")))
     async with asyncio.timeout(30):
@@ -180,111 +164,103 @@ async def _start(tmp: Path, count: int, sim: SimServer, dsn: str, endpoint: str)
     return nodes
 
 
-def _streaming(rows: dict[str, Row], node: str) -> list[str]:
-    return [r.recording_id for r in rows.values() if r.state == "streaming" and r.node == node]
+async def _send(
+    http: aiohttp.ClientSession, sc: StreamScenario, urls: list[str], board: Board
+) -> None:
+    """The stream demo's webhooks, spread over the nodes as a load balancer would."""
+    for i, spec in enumerate(sc.corpus):
+        await StreamScenario(sc.sim, [spec]).send(http, urls[i % len(urls)], board)
+
+
+def _streaming(board: Board, node: str) -> list[str]:
+    return [r.name for r in board.rows.values() if r.state == "streaming" and r.node == node]
+
+
+def _kill(nodes: list[_Node], board: Board, kill: _Kill, elapsed: float) -> _Node:
+    """SIGKILL the node with the most streams in flight: no checkpoint, no hand-back."""
+    victim = max(nodes, key=lambda n: len(_streaming(board, n.name)))
+    victim.proc.kill()
+    kill.name, kill.at = victim.name, elapsed
+    kill.in_flight = _streaming(board, victim.name)
+    for name in kill.in_flight:
+        board.rows[name].note = f"{victim.name} killed: waiting for its lease"
+    return victim
 
 
 async def _follow(
-    sim: SimServer, nodes: list[_Node], rows: dict[str, Row], kill: _Kill, started: float
+    sc: StreamScenario, nodes: list[_Node], board: Board, kill: _Kill, started: float
 ) -> None:
     """Progress until every recording settled and was announced; one node killed halfway."""
     tty = sys.stdout.isatty()
     wall_start = time.time() - (time.monotonic() - started)
-    lines = _Merged([n.tail for n in nodes])
+    lines, frame = _Merged([n.tail for n in nodes]), Frame()
     while time.monotonic() < started + _TIMEOUT_S:
-        _apply_lines(rows, lines, tty, wall_start)
-        archived = sum(r.state == "archived" for r in rows.values())
-        settled = all(r.state in ("archived", "FAILED", "REJECTED") for r in rows.values())
-        busiest = max(nodes, key=lambda n: len(_streaming(rows, n.name)))
-        halfway = archived * 2 >= len(rows) and _streaming(rows, busiest.name)
-        if not kill.name and (halfway or settled):
-            busiest.proc.kill()  # SIGKILL: no checkpoint, no hand-back
-            await busiest.proc.wait()
-            kill.name, kill.at = busiest.name, time.monotonic() - started
-            kill.in_flight = _streaming(rows, busiest.name)
-            for rid in kill.in_flight:
-                rows[rid].note = f"{busiest.name} killed: waiting for its lease"
+        for event in lines.read():
+            for row in board.apply(event):
+                if not tty:
+                    print(board.line(row, event, wall_start), flush=True)
+        for row in board.rows.values():
+            if row.state == "streaming":
+                row.bytes = sc.served(row) or 0
+        archived = sum(r.state == "archived" for r in board.rows.values())
+        in_flight = any(_streaming(board, n.name) for n in nodes)
+        if not kill.name and (board.settled() or (2 * archived >= len(board.rows) and in_flight)):
+            victim = _kill(nodes, board, kill, time.monotonic() - started)
+            await victim.proc.wait()
             if not tty:
-                print(f"{kill.at:6.2f}s {busiest.name} killed (SIGKILL)", flush=True)
-        announced = {a.payload["data"]["recordingId"] for a in sim.announcements}
+                print(f"{kill.at:6.2f}s {victim.name} killed (SIGKILL)", flush=True)
         if tty:
-            print(_render(rows, time.monotonic() - started, tty), flush=True)
+            live = board.render(sc.title, time.monotonic() - started)
+            print(frame.draw(live), end="", flush=True)
+        announced = {a.payload["data"]["recordingId"] for a in sc.announcements}
         if (
             kill.name
-            and settled
-            and all(r.recording_id in announced or r.state != "archived" for r in rows.values())
+            and board.settled()
+            and all(r.name in announced for r in board.rows.values() if r.state == "archived")
         ):
-            return
+            break
         await asyncio.sleep(0.25)
+    print(frame.erase(), end="", flush=True)
 
 
-async def _verify(rows: dict[str, Row], sim: SimServer, endpoint: str) -> tuple[int, list[str]]:
-    """Every archived row against the bucket; returns the object count and what is wrong."""
-    from aiobotocore.session import get_session
-
-    announced = {a.payload["data"]["recordingId"] for a in sim.announcements}
-    problems: list[str] = []
-    async with get_session().create_client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=s3dev.REGION,
-        aws_access_key_id=s3dev.ACCESS_KEY_ID,
-        aws_secret_access_key=s3dev.SECRET_ACCESS_KEY,
-    ) as client:
-        listed = await client.list_objects_v2(Bucket=_BUCKET, Prefix=_PREFIX)
-        keys = [o["Key"] for o in listed.get("Contents", [])]
-        for row in rows.values():
-            if row.state != "archived":
-                continue
-            key = row.path.removeprefix(f"s3://{_BUCKET}/")
-            data = await (await client.get_object(Bucket=_BUCKET, Key=key))["Body"].read()
-            sidecar = key.rsplit(".", 1)[0] + ".json"
-            _judge(row, data, sidecar in keys, sim, announced)
-        wanted = [r.path.removeprefix(f"s3://{_BUCKET}/") for r in rows.values() if r.path]
-        recordings = [k for k in keys if not k.endswith(".json")]
-        if sorted(recordings) != sorted(wanted):
-            problems.append(f"the bucket holds {sorted(recordings)}, expected each once: {wanted}")
-        if len(keys) != 2 * len(recordings):
-            problems.append(f"{len(keys)} objects for {len(recordings)} recordings")
-    return len(keys), problems
-
-
-def _takeovers(nodes: list[_Node], rows: dict[str, Row], kill: _Kill) -> list[str]:
+def _takeovers(nodes: list[_Node], board: Board, kill: _Kill) -> list[str]:
     """Notes for the rows the killed node had started and another node archived."""
     victim = next(n for n in nodes if n.name == kill.name)
     moved = []
-    for rid in sorted(victim.started()):
-        row = rows[rid]
+    for name in sorted(victim.started()):
+        row = board.rows[name]
         if row.state == "verified" and row.node != kill.name:
             row.note = f"taken over from {kill.name}"
-            moved.append(f"{rid} → {row.node}")
+            moved.append(f"{name} → {row.node}")
     return moved
 
 
-async def _run(tmp: Path, count: int, dsn: str, endpoint: str, keep: bool) -> int:
+async def _run(tmp: Path, count: int, dsn: str, endpoint: str) -> int:
     corpus = _corpus()
-    rows = {spec.id: Row(spec.id) for spec in corpus}
     kill = _Kill()
     await s3dev.make_bucket(endpoint, _BUCKET, object_lock=True)
     print(
         f"cluster: {count} nodes; journal {dsn}; archive s3://{_BUCKET}/{_PREFIX} on {endpoint}"
-        f" (Object Lock, GOVERNANCE 1 day); one node will be killed halfway",
+        " (Object Lock, GOVERNANCE 1 day); one node will be killed halfway",
         flush=True,
     )
     async with SimServer(corpus) as sim, aiohttp.ClientSession() as http:
+        sc = StreamScenario(sim, corpus)
+        sc.title = f"cxstream demo: cxone-stream on {count} nodes, {len(corpus)} recordings"
+        board = Board(list(sc.jobs), max(len(j) for j in sc.jobs))
         started = time.monotonic()
-        nodes = await _start(tmp, count, sim, dsn, endpoint)
+        nodes = await _start(tmp, count, sc, dsn, endpoint)
         try:
-            await _send_webhooks(http, [n.url for n in nodes], corpus, rows)
-            await _follow(sim, nodes, rows, kill, started)
+            await _send(http, sc, [n.url for n in nodes], board)
+            await _follow(sc, nodes, board, kill, started)
         finally:
             for node in nodes:
                 if node.proc.returncode is None:
                     node.proc.terminate()
             codes = {n.name: await n.proc.wait() for n in nodes}
-        objects, problems = await _verify(rows, sim, endpoint)
-    moved = _takeovers(nodes, rows, kill)
-    print(_render(rows, time.monotonic() - started, tty=False))
+        objects, problems = await verify_bucket(sc, board, endpoint, _BUCKET, _PREFIX)
+    moved = _takeovers(nodes, board, kill) if kill.name else []
+    print(board.render(sc.title, time.monotonic() - started))
     print(
         f"\n{kill.name or 'no node'} killed (SIGKILL) at {kill.at:.1f}s with "
         f"{len(kill.in_flight)} stream(s) in flight; taken over from zero: "
@@ -292,16 +268,14 @@ async def _run(tmp: Path, count: int, dsn: str, endpoint: str, keep: bool) -> in
     )
     for problem in problems:
         print(f"PROBLEM: {problem}")
-    verified = sum(r.verified for r in rows.values())
+    verified = sum(r.verified for r in board.rows.values())
     survivors = {n: c for n, c in codes.items() if n != kill.name}
     print(
-        f"{verified}/{len(rows)} recordings verified in s3://{_BUCKET}/{_PREFIX} "
+        f"{verified}/{len(board.rows)} recordings verified in s3://{_BUCKET}/{_PREFIX} "
         f"({objects} objects: each recording once, with its sidecar); "
         + ", ".join(f"{n} exit {c}" for n, c in survivors.items())
     )
-    where = "" if keep else "  (removed at exit; `--keep` keeps them)"
-    print(f"audit: {tmp}/node-*/audit.ndjson{where}")
-    ok = verified == len(rows) and not problems and all(c == 0 for c in survivors.values())
+    ok = verified == len(board.rows) and not problems and all(c == 0 for c in survivors.values())
     return 0 if ok and kill.name else 1
 
 
@@ -322,9 +296,12 @@ def main(*, nodes: int, keep: bool = False) -> int:
             except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
                 print(f"cxstream demo: cannot start the dev servers: {exc}", file=sys.stderr)
                 return 2
-            return asyncio.run(_run(tmp, nodes, dsn, endpoint, keep))
+            code = asyncio.run(_run(tmp, nodes, dsn, endpoint))
     except KeyboardInterrupt:
         return 130
     finally:
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
+    where = "" if keep else "  (removed at exit; `--keep` keeps them)"
+    print(f"audit: {tmp}/node-*/audit.ndjson{where}")
+    return code
