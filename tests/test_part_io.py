@@ -184,3 +184,28 @@ async def test_seal_finds_bytes_changed_on_disk_after_they_were_hashed(tmp_path:
     with pytest.raises(ContainerError, match="differ from the bytes verified"):
         await part.seal()
     await part.discard()
+
+
+async def test_a_fast_stream_is_written_per_mib_a_slow_one_once_it_holds_64k_a_second(
+    tmp_path: Path,
+) -> None:
+    now = [0.0]
+    part = PartFile(tmp_path / "rec.wav", registry.PCM)
+    part.clock = lambda: now[0]
+    await part.create()
+
+    def on_disk() -> int:
+        return part.path.stat().st_size - wav.HEADER_BYTES
+
+    for _ in range(15):
+        await part.write(bytes(64 * 1024))
+    assert on_disk() == 0  # 960 KiB held: one hop per MiB
+    await part.write(bytes(64 * 1024))
+    assert on_disk() == MIB
+    await part.write(bytes(60 * 1024))
+    now[0] += 5.0  # 60 KiB held for 5 s: less than 64 KiB, still held
+    await part.write(bytes(2 * 1024))
+    assert on_disk() == MIB
+    await part.write(bytes(2 * 1024))  # 64 KiB, held since 5 s ago
+    assert on_disk() == MIB + 64 * 1024
+    await part.discard()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,9 +34,12 @@ from cxstream.sink.fileio import Feed, Lane, ShortFile, read_hashed, write_hashe
 from cxstream.sink.publish import Published, place
 
 log = logging.getLogger(__name__)
-# Bytes are handed to the writing thread in runs of this size: one thread hop
-# per MiB, and at most this much buffered per stream. (IOV_MAX bounds the chunks.)
+# Bytes are handed to the writing thread in runs: a fast stream's every MiB
+# (one thread hop per MiB), a slow one's once it holds 64 KiB for a second, so
+# 500 trickling streams hold ~64 KiB each, not a MiB. (IOV_MAX bounds the chunks.)
 _WRITE_COALESCE = 1024 * 1024
+_WRITE_HOLD = 64 * 1024
+_WRITE_HOLD_S = 1.0
 _MAX_CHUNKS = 512
 
 
@@ -88,6 +92,8 @@ class PartFile:
         # earlier (perhaps cancelled) one left the file pointer.
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        self._pending_since = 0.0
+        self.clock = time.monotonic  # for the slow-stream rule; a test may turn it
         self._flushed = self.data_start
         self._synced = self.data_start
         self._broken: OSError | None = None
@@ -320,6 +326,8 @@ class PartFile:
         # Accounting before any await, so position, pending and the check
         # agree whatever is cancelled where; hashing happens in _flush's thread.
         self.position += len(chunk)
+        if not self._pending:
+            self._pending_since = self.clock()
         self._pending.append(chunk)
         self._pending_bytes += len(chunk)
         self._sealed_source = None
@@ -330,7 +338,12 @@ class PartFile:
             self._check.update(chunk)
         except ValueError as exc:
             raise ContainerError(str(exc)) from None
-        if self._pending_bytes >= _WRITE_COALESCE or len(self._pending) >= _MAX_CHUNKS:
+        held = self._pending_bytes
+        if (
+            held >= _WRITE_COALESCE
+            or len(self._pending) >= _MAX_CHUNKS
+            or (held >= _WRITE_HOLD and self.clock() - self._pending_since >= _WRITE_HOLD_S)
+        ):
             await self._flush()
 
     async def sync(self) -> None:
