@@ -206,6 +206,20 @@ def test_ogg_check_accepts_a_chain_in_any_split() -> None:
         assert check.pages == len(ogg.iter_pages(chain))
 
 
+def test_ogg_check_catches_any_flipped_bit_in_any_split() -> None:
+    seg, rng = _seg(), random.Random(12)
+    for _ in range(200):
+        rotten = bytearray(seg)
+        rotten[rng.randrange(len(rotten))] ^= 1 << rng.randrange(8)
+        step = rng.choice([1, 13, 4096, len(rotten)])
+        check = ogg.OggCheck()
+        with pytest.raises(ogg.OggError):
+            for i in range(0, len(rotten), step):
+                piece = memoryview(rotten)[i : i + step]
+                check.update(piece if i % 2 else bytes(piece))
+            check.finish()
+
+
 async def test_a_paused_watchdog_does_not_fire() -> None:
     # Our own disk work runs paused: only the network can stall.
     async with Watchdog(0.1) as dog:
