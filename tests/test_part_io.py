@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from cxstream.formats import registry, wav
-from cxstream.sink.fileio import Lane, ShortFile, read_hashed, write_hashed
+from cxstream.sink.fileio import ShortFile, Spool, read_hashed, write_hashed
+from cxstream.sink.lane import Lane
 from cxstream.sink.part import ContainerError, PartFile, SourceMismatch
 
 MIB = 1024 * 1024
@@ -186,26 +187,53 @@ async def test_seal_finds_bytes_changed_on_disk_after_they_were_hashed(tmp_path:
     await part.discard()
 
 
-async def test_a_fast_stream_is_written_per_mib_a_slow_one_once_it_holds_64k_a_second(
-    tmp_path: Path,
-) -> None:
+def test_a_fast_stream_runs_per_mib_a_slow_one_once_it_holds_64k_a_second() -> None:
     now = [0.0]
-    part = PartFile(tmp_path / "rec.wav", registry.PCM)
-    part.clock = lambda: now[0]
-    await part.create()
+    spool = Spool(Lane())
+    spool.clock = lambda: now[0]
+    spool.reset(44)
+    assert not any(spool.add(bytes(64 * 1024)) for _ in range(15))  # 960 KiB held
+    assert spool.add(bytes(64 * 1024))  # a MiB: due
+    spool.reset(44 + MIB)
+    assert not spool.add(bytes(60 * 1024))
+    now[0] += 5.0  # held 5 s, but less than 64 KiB
+    assert not spool.add(bytes(2 * 1024))
+    assert spool.add(bytes(2 * 1024))  # 64 KiB, held since 5 s ago
+    spool.reset(0)
+    assert not any(spool.add(b"x") for _ in range(511))
+    assert spool.add(b"x")  # 512 chunks: as many as one pwritev takes here
 
-    def on_disk() -> int:
-        return part.path.stat().st_size - wav.HEADER_BYTES
 
-    for _ in range(15):
-        await part.write(bytes(64 * 1024))
-    assert on_disk() == 0  # 960 KiB held: one hop per MiB
-    await part.write(bytes(64 * 1024))
-    assert on_disk() == MIB
-    await part.write(bytes(60 * 1024))
-    now[0] += 5.0  # 60 KiB held for 5 s: less than 64 KiB, still held
-    await part.write(bytes(2 * 1024))
-    assert on_disk() == MIB
-    await part.write(bytes(2 * 1024))  # 64 KiB, held since 5 s ago
-    assert on_disk() == MIB + 64 * 1024
-    await part.discard()
+async def test_a_flush_writes_the_run_where_it_belongs_and_feeds_it(fd: int) -> None:
+    spool, digest = Spool(Lane()), hashlib.sha256()
+    spool.fd = fd
+    spool.reset(10)
+    spool.add(b"abc")
+    spool.add(b"defg")
+    await spool.flush([digest])
+    assert spool.flushed == 17
+    assert os.pread(fd, 100, 0) == bytes(10) + b"abcdefg"
+    assert digest.digest() == hashlib.sha256(b"abcdefg").digest()
+
+
+async def test_two_callers_on_one_lane_run_one_after_the_other() -> None:
+    pool = ThreadPoolExecutor(max_workers=2)  # room for both at once: the lane must not
+    asyncio.get_running_loop().set_default_executor(pool)
+    lane, order, release = Lane(), [], threading.Event()
+
+    def first() -> None:
+        order.append("first starts")
+        release.wait(10)
+        order.append("first ends")
+
+    a = asyncio.create_task(lane.run(first))
+    b = asyncio.create_task(lane.run(order.append, "second"))
+    c = asyncio.create_task(lane.run(order.append, "third"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert order == ["first starts"]
+    release.set()
+    await asyncio.gather(a, b, c)
+    assert order[:2] == ["first starts", "first ends"]
+    assert sorted(order[2:]) == ["second", "third"]
+    pool.shutdown(wait=True)

@@ -1,26 +1,22 @@
-"""The part file's blocking work, one thread call per step, kept in order.
+"""The part file's blocking work: one thread call per step, hashing where bytes are written.
 
 Hashing is most of what archiving costs (sha256 runs at ~1.9 GB/s on a
 core with SHA-NI, and every byte is hashed two or three times). hashlib
 releases the GIL for buffers over 2 KiB, so hashing in the same thread call
 as the write takes it off the event loop and onto another core, and one call
-per ~1 MiB costs one thread hop instead of one per step.
-
-``Lane`` runs one file's steps one after another. A step, once submitted,
-finishes even if the coroutine awaiting it is cancelled: the caller's
-bookkeeping (position, what is pending) was updated before the await on the
-promise that it would. The next step waits for it, and inherits its error
-if nobody was left to hear it, so no failure is lost to a cancellation.
+per run of bytes costs one thread hop instead of one per step. ``Spool``
+gathers those runs; the steps run in the file's ``Lane``, in order.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+import time
+from collections.abc import Sequence
+from typing import Protocol
 
-T = TypeVar("T")
+from cxstream.sink.lane import Lane
+
 # The read-back's buffer: small enough to stay in L2 while two digests read it.
 READ_CHUNK = 256 * 1024
 
@@ -76,70 +72,92 @@ def read_hashed(fd: int, start: int, end: int, *routes: tuple[int, Sequence[Feed
         pos += n
 
 
-class Lane:
-    """One file's blocking steps, run in the default executor one at a time."""
+def seal_file(fd: int, header: bytes, size: int, *routes: tuple[int, Sequence[Feed]]) -> int:
+    """The final header at offset 0, fsync, then the file read back along ``routes``.
 
-    def __init__(self) -> None:
-        self._last: asyncio.Future[Any] | None = None
+    Returns the size on disk; nothing is read back when it is not ``size``.
+    """
+    write_hashed(fd, [header] if header else [], 0, ())
+    os.fsync(fd)
+    on_disk = os.fstat(fd).st_size
+    if on_disk == size:
+        read_hashed(fd, 0, size, *routes)
+    return on_disk
 
-    @property
-    def busy(self) -> bool:
-        """A step is submitted whose outcome nobody has seen yet."""
-        return self._last is not None
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        await self.drain()
-        fut = asyncio.get_running_loop().run_in_executor(None, fn, *args)
-        self._last = fut
+# Bytes go to the writing thread in runs: a fast stream's every MiB (one hop
+# per MiB), a slow one's once it holds 64 KiB for a second, so 500 trickling
+# streams hold ~64 KiB each, not a MiB. (IOV_MAX bounds the chunks of a run.)
+RUN_BYTES = 1024 * 1024
+HOLD_BYTES = 64 * 1024
+HOLD_S = 1.0
+_MAX_CHUNKS = 512
+
+
+class Spool:
+    """A file's bytes between the network and the disk, and where each run goes.
+
+    Every run names its offset, so no write depends on where an earlier
+    (perhaps cancelled) one left the file pointer. A failed write leaves the
+    caller's accounting ahead of the file: the spool is then broken for good,
+    and nothing may fsync and call those bytes durable.
+    """
+
+    def __init__(self, lane: Lane) -> None:
+        self.lane = lane
+        self.fd: int | None = None
+        self.clock = time.monotonic  # for the slow-stream rule; a test may turn it
+        self.broken: OSError | None = None
+        self.reset(0)
+
+    def reset(self, at: int) -> None:
+        """Nothing held; the next byte goes to offset ``at``."""
+        self._chunks: list[bytes] = []
+        self._bytes = 0
+        self._since = 0.0
+        self.flushed = at
+
+    def add(self, chunk: bytes) -> bool:
+        """Hold ``chunk``; True when a run is due."""
+        if not self._chunks:
+            self._since = self.clock()
+        self._chunks.append(chunk)
+        self._bytes += len(chunk)
+        held = self._bytes
+        return (
+            held >= RUN_BYTES
+            or len(self._chunks) >= _MAX_CHUNKS
+            or (held >= HOLD_BYTES and self.clock() - self._since >= HOLD_S)
+        )
+
+    def usable(self) -> int:
+        """The fd, unless a write failed (OSError, its errno) or nothing is open (None)."""
+        if self.broken is not None:
+            exc = self.broken
+            raise OSError(exc.errno, f"part file unusable after a failed write: {exc.strerror}")
+        if self.fd is None:
+            raise ValueError("part file is not open")
+        return self.fd
+
+    async def flush(self, feeds: Sequence[Feed], *, fsync: bool = False) -> None:
+        """Hand what is held to the lane (written, fed to ``feeds``, perhaps fsynced)."""
+        fd = self.usable()
+        chunks, offset = self._chunks, self.flushed
+        # State first: a cancellation during the await leaves the accounting
+        # right (the lane finishes the step regardless).
+        self.reset(offset + self._bytes)
+        if chunks or fsync:
+            await self.lane.run(self._write, fd, chunks, offset, feeds, fsync)
+        else:
+            await self.lane.drain()
+
+    def _write(
+        self, fd: int, chunks: list[bytes], offset: int, feeds: Sequence[Feed], fsync: bool
+    ) -> None:
         try:
-            # Shielded: a cancelled caller leaves the step running, and in _last.
-            result: T = await _observe(fut)
-        except asyncio.CancelledError:
+            write_hashed(fd, chunks, offset, feeds)
+            if fsync:
+                os.fsync(fd)
+        except OSError as exc:
+            self.broken = exc
             raise
-        except BaseException:
-            self._last = None  # its caller hears it
-            raise
-        self._last = None
-        return result
-
-    async def drain(self, *, quiet: bool = False) -> None:
-        """Wait for the last step; raise its error unless ``quiet`` (it is then seen)."""
-        fut = self._last
-        if fut is None:
-            return
-        try:
-            await _observe(fut)
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            self._last = None
-            if not quiet:
-                raise
-            return
-        self._last = None
-
-    def after(self, fn: Callable[..., object], *args: Any) -> None:
-        """``fn(*args)`` once the last step is done (now if none runs): to close its fd
-        without a cancellation in between, and never under a running step."""
-        fut = self._last
-        if fut is None or fut.done():
-            fn(*args)
-            return
-
-        def done(f: asyncio.Future[Any]) -> None:
-            if not f.cancelled():
-                f.exception()  # seen here: the file is being let go
-            fn(*args)
-
-        fut.add_done_callback(done)
-
-
-async def _observe(fut: asyncio.Future[T]) -> T:
-    try:
-        return await asyncio.shield(fut)
-    except asyncio.CancelledError:
-        if fut.done() and not fut.cancelled():
-            # Finished as we were cancelled: mark its error retrieved (it stays
-            # in _last for the next step to raise), so asyncio does not log it.
-            fut.exception()
-        raise

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,17 +29,11 @@ if TYPE_CHECKING:
 
 from cxstream.formats.registry import Format, StreamCheck
 from cxstream.sink import safe_fs
-from cxstream.sink.fileio import Feed, Lane, ShortFile, read_hashed, write_hashed
+from cxstream.sink.fileio import Feed, ShortFile, Spool, read_hashed, seal_file, write_hashed
+from cxstream.sink.lane import Lane
 from cxstream.sink.publish import Published, place
 
 log = logging.getLogger(__name__)
-# Bytes are handed to the writing thread in runs: a fast stream's every MiB
-# (one thread hop per MiB), a slow one's once it holds 64 KiB for a second, so
-# 500 trickling streams hold ~64 KiB each, not a MiB. (IOV_MAX bounds the chunks.)
-_WRITE_COALESCE = 1024 * 1024
-_WRITE_HOLD = 64 * 1024
-_WRITE_HOLD_S = 1.0
-_MAX_CHUNKS = 512
 
 
 class ContainerError(ValueError):
@@ -76,9 +69,10 @@ class PartFile:
         self.data_start = fmt.header_bytes
         self.expect_sha256 = expect_sha256
         self._dir: int | None = None
-        self._fd: int | None = None
         self._ident: safe_fs.Ident | None = None
         self._lane = Lane()
+        # Bytes accepted but not yet in the file (the fd is the spool's).
+        self._spool = Spool(self._lane)
         self.position = self.data_start
         self.batch_start = self.data_start
         # Without the platform's sha256, the source is hashed as it lands: the
@@ -87,16 +81,7 @@ class PartFile:
         self._source_at_batch: Hash | None = None
         self._batch = _sha()
         self._check: StreamCheck = fmt.stream_check()
-        # Bytes accepted but not yet handed to the file, and where they go:
-        # every write names its offset, so no write depends on where an
-        # earlier (perhaps cancelled) one left the file pointer.
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
-        self._pending_since = 0.0
-        self.clock = time.monotonic  # for the slow-stream rule; a test may turn it
-        self._flushed = self.data_start
         self._synced = self.data_start
-        self._broken: OSError | None = None
         self._sealed_source: str | None = None
 
     # -- lifecycle --------------------------------------------------------
@@ -111,9 +96,9 @@ class PartFile:
         return _sha() if self.expect_sha256 is None else None
 
     def _adopt(self, at: int) -> None:
-        self._broken, self._sealed_source = None, None
-        self._pending, self._pending_bytes = [], 0
-        self.position = self.batch_start = self._flushed = self._synced = at
+        self._spool.broken, self._sealed_source = None, None
+        self._spool.reset(at)
+        self.position = self.batch_start = self._synced = at
         self._source = self._new_source()
 
     async def create(self) -> None:
@@ -122,10 +107,10 @@ class PartFile:
 
         def _create() -> None:
             # The fd is ours from here: a caller cancelled meanwhile still closes it.
-            self._fd = safe_fs.create_exclusive(self._open_dir(create=True), self.path.name)
-            self._ident = safe_fs.ident(os.fstat(self._fd))
+            fd = self._spool.fd = safe_fs.create_exclusive(self._open_dir(True), self.path.name)
+            self._ident = safe_fs.ident(os.fstat(fd))
             # Placeholder: the real sizes are only known once the last byte is in.
-            write_hashed(self._fd, [header] if header else [], 0, ())
+            write_hashed(fd, [header] if header else [], 0, ())
 
         await self._lane.run(_create)
         self._adopt(self.data_start)
@@ -145,7 +130,7 @@ class PartFile:
             if st.st_nlink != 1 or not self.data_start <= batch_start <= offset <= st.st_size:
                 os.close(fd)
                 return None
-            self._fd, self._ident = fd, safe_fs.ident(st)
+            self._spool.fd, self._ident = fd, safe_fs.ident(st)
             # Bytes past the checkpoint were never fsynced as a unit: drop them.
             os.ftruncate(fd, offset)
             return fd
@@ -164,48 +149,24 @@ class PartFile:
             await self._lane.run(read_hashed, fd, batch_start, offset, (0, feeds))
         except (ValueError, ShortFile):
             # What was durable no longer parses: drop the batch, keep the rest.
-            self._flushed = offset
             await self.restart_batch()
             return True
-        self.position = self._flushed = self._synced = offset
+        self.position = self._synced = offset
+        self._spool.reset(offset)
         return True
 
-    def _write(
-        self, fd: int, chunks: list[bytes], offset: int, feeds: list[Feed], fsync: bool
-    ) -> None:
-        """In the lane's thread. A failed write leaves the accounting ahead of the
-        file: the part is broken for good (see ``_usable``)."""
-        try:
-            write_hashed(fd, chunks, offset, feeds)
-            if fsync:
-                os.fsync(fd)
-        except OSError as exc:
-            self._broken = exc
-            raise
-
     def _usable(self) -> int:
-        if self._broken is not None:
-            exc = self._broken
-            raise OSError(exc.errno, f"part file unusable after a failed write: {exc.strerror}")
-        if self._fd is None:
+        if self._spool.fd is None:
             raise ContainerError("part file is not open")
-        return self._fd
+        return self._spool.usable()
 
     async def _flush(self, *, fsync: bool = False) -> None:
-        """Hand what is pending to the lane (hashed, written, perhaps fsynced); wait for it."""
-        fd = self._usable()
-        chunks, offset = self._pending, self._flushed
-        # State first: a cancellation during the await leaves the accounting
-        # right (the lane finishes the step regardless).
-        self._pending, self._flushed = [], offset + self._pending_bytes
-        self._pending_bytes = 0
-        if chunks or fsync:
-            feeds: list[Feed] = [self._batch]
-            if self._source is not None:
-                feeds.append(self._source)
-            await self._lane.run(self._write, fd, chunks, offset, feeds, fsync)
-        else:
-            await self._lane.drain()
+        """What is held, hashed and written (and fsynced), in one thread call."""
+        self._usable()
+        feeds: list[Feed] = [self._batch]
+        if self._source is not None:
+            feeds.append(self._source)
+        await self._spool.flush(feeds, fsync=fsync)
 
     async def settle(self) -> None:
         """Every accepted byte hashed and handed to the file (not yet fsynced)."""
@@ -213,20 +174,20 @@ class PartFile:
 
     @property
     def is_open(self) -> bool:
-        return self._fd is not None
+        return self._spool.fd is not None
 
     def fileno(self) -> int:
         """The open part's descriptor: to read what we wrote, whatever its name holds now."""
-        if self._fd is None:
+        if self._spool.fd is None:
             raise ContainerError("part file is not open")
-        return self._fd
+        return self._spool.fd
 
     def _let_go(self) -> None:
         """Close the fds once the lane's last step is done (never under it; a step
         still running may be the one opening them)."""
 
         def _close() -> None:
-            fd, self._fd = self._fd, None
+            fd, self._spool.fd = self._spool.fd, None
             held, self._dir = self._dir, None
             for each in (fd, held):
                 if each is not None:
@@ -236,7 +197,7 @@ class PartFile:
 
     async def close(self) -> None:
         try:
-            if self._fd is not None:
+            if self._spool.fd is not None:
                 await self._flush()
         finally:
             self._let_go()
@@ -244,7 +205,7 @@ class PartFile:
     async def discard(self) -> None:
         """Close and remove the part, if what is at its name is still ours."""
         mine, self._ident = self._ident, None
-        self._pending, self._pending_bytes = [], 0
+        self._spool.reset(self._spool.flushed)
 
         def _remove() -> None:
             try:
@@ -285,9 +246,9 @@ class PartFile:
         """Forget everything the current batch wrote (a 200 to a resume, a bad digest)."""
         fd, start = self._usable(), self.batch_start
         # Accounting first, as in _flush: the truncation runs whatever happens
-        # here. Nothing pending is older than the batch (begin_batch flushes).
-        self._pending, self._pending_bytes = [], 0
-        self.position = self._flushed = start
+        # here. Nothing held is older than the batch (begin_batch flushes).
+        self._spool.reset(start)
+        self.position = start
         self._synced = min(self._synced, start)
         self._sealed_source = None
         self._source = None if self._source_at_batch is None else self._source_at_batch.copy()
@@ -323,13 +284,10 @@ class PartFile:
         return self._sealed_source
 
     async def write(self, chunk: bytes) -> None:
-        # Accounting before any await, so position, pending and the check
+        # Accounting before any await, so position, spool and the check
         # agree whatever is cancelled where; hashing happens in _flush's thread.
         self.position += len(chunk)
-        if not self._pending:
-            self._pending_since = self.clock()
-        self._pending.append(chunk)
-        self._pending_bytes += len(chunk)
+        due = self._spool.add(chunk)
         self._sealed_source = None
         try:
             # Checked as it lands. The part file is never trusted, so the bad
@@ -338,12 +296,7 @@ class PartFile:
             self._check.update(chunk)
         except ValueError as exc:
             raise ContainerError(str(exc)) from None
-        held = self._pending_bytes
-        if (
-            held >= _WRITE_COALESCE
-            or len(self._pending) >= _MAX_CHUNKS
-            or (held >= _WRITE_HOLD and self.clock() - self._pending_since >= _WRITE_HOLD_S)
-        ):
+        if due:
             await self._flush()
 
     async def sync(self) -> None:
@@ -369,21 +322,15 @@ class PartFile:
         # Opus: the file is the source, one digest serves both.
         source = _sha() if self.data_start else whole
 
-        def _seal() -> None:
-            write_hashed(fd, [header] if header else [], 0, ())
-            os.fsync(fd)
-            on_disk = os.fstat(fd).st_size
-            if on_disk != size:
-                raise ContainerError(f"part file holds {on_disk} bytes, expected {size}")
-            routes: list[tuple[int, list[Feed]]] = [(0, [whole])]
-            if source is not whole:
-                routes.append((self.data_start, [source]))
-            read_hashed(fd, 0, size, *routes)
-
+        routes: list[tuple[int, list[Feed]]] = [(0, [whole])]
+        if source is not whole:
+            routes.append((self.data_start, [source]))
         try:
-            await self._lane.run(_seal)
+            on_disk = await self._lane.run(seal_file, fd, header, size, *routes)
         except ShortFile as exc:
             raise ContainerError(f"part file {exc}") from None
+        if on_disk != size:
+            raise ContainerError(f"part file holds {on_disk} bytes, expected {size}")
         self._synced = size
         read_back = source.hexdigest()
         if self.expect_sha256 is not None:
