@@ -1,5 +1,9 @@
 """One file's blocking steps, run in threads one after another, whatever is cancelled.
 
+Each step goes to a worker thread through aiofiles (``aiofiles.os.wrap``, the
+same executor hop its file objects make), one step per MiB of audio: the
+step writes *and* hashes, so the hashing leaves the event loop too.
+
 A step, once submitted, finishes even if the coroutine awaiting it is
 cancelled: the caller's bookkeeping (position, what is pending) was updated
 before the await on the promise that it would. (``asyncio.to_thread`` alone
@@ -13,6 +17,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+import aiofiles.os
 
 T = TypeVar("T")
 
@@ -31,7 +37,7 @@ class Lane:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         while self._last is not None:  # a third caller may slip in while we wait
             await self.drain()
-        fut = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        fut: asyncio.Future[T] = asyncio.ensure_future(aiofiles.os.wrap(fn)(*args))
         self._last = fut
         try:
             # Shielded: a cancelled caller leaves the step running, and in _last.
