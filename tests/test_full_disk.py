@@ -242,3 +242,29 @@ async def test_a_journal_that_cannot_write_hands_the_job_back_until_it_can(
     assert len(again) == 2 and again[1]["resumed_bytes"] > 0
     assert (await readyz(http, daemon))[0] == 200
     assert await daemon.stop() == 0
+
+
+async def test_a_part_file_whose_write_failed_refuses_to_sync(
+    tmp_path: Path, mount_tmpfs: Mount
+) -> None:
+    """In process: after ENOSPC the part counts bytes the disk does not hold, so
+    nothing may fsync and describe it as durable again; closing still works."""
+    from cxstream.formats import registry
+    from cxstream.sink.part import PartFile
+
+    storage = mount_tmpfs(tmp_path / "recordings", MIB)
+    part = PartFile(storage / "rec.wav", registry.PCM, storage)
+    await part.create()
+    fill_completely(storage)
+    with pytest.raises(OSError) as first:
+        await part.write(bytes(MIB))  # a full run: hashed and written in one step
+    assert first.value.errno == errno.ENOSPC
+    for _ in range(2):
+        with pytest.raises(OSError, match="unusable after a failed write") as again:
+            await part.sync()
+        assert again.value.errno == errno.ENOSPC
+    with pytest.raises(OSError):
+        await part.close()
+    assert not part.is_open
+    await part.discard()
+    assert not part.path.exists()

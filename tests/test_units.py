@@ -105,7 +105,7 @@ async def test_part_file_resume_rehashes_and_truncates(tmp_path: Path) -> None:
     part = PartFile(final, registry.PCM)
     await part.create()
     await part.write(first)
-    part.begin_batch()
+    await part.begin_batch()
     await part.write(second[:1000])
     await part.sync()
     cp = (part.batch_start, part.position)
@@ -117,9 +117,9 @@ async def test_part_file_resume_rehashes_and_truncates(tmp_path: Path) -> None:
     assert await again.resume(*cp)
     assert again.batch_bytes == 1000
     await again.write(second[1000:])
-    assert again.batch_digest() == hashlib.sha256(second).digest()
-    assert again.source_sha256() == hashlib.sha256(first + second).hexdigest()
+    assert await again.batch_digest() == hashlib.sha256(second).digest()
     sealed = await again.seal()
+    assert again.source_sha256() == hashlib.sha256(first + second).hexdigest()
     published = await again.publish(sealed, "rec")
     assert published.path == final and published.conflict is None
     data = final.read_bytes()
@@ -147,13 +147,13 @@ async def test_restart_batch_rolls_back_both_hashes(tmp_path: Path) -> None:
     part = PartFile(tmp_path / "rec.wav", registry.PCM)
     await part.create()
     await part.write(b"\x01\x00" * 100)
-    part.begin_batch()
+    await part.begin_batch()
     await part.write(b"\x02\x00" * 50)
     await part.restart_batch()
     await part.write(b"\x03\x00" * 50)
     expected = b"\x01\x00" * 100 + b"\x03\x00" * 50
-    assert part.source_sha256() == hashlib.sha256(expected).hexdigest()
     sha = await part.seal()
+    assert part.source_sha256() == hashlib.sha256(expected).hexdigest()
     await part.publish(sha, "rec")
     data = (tmp_path / "rec.wav").read_bytes()
     assert hashlib.sha256(data).hexdigest() == sha
@@ -204,6 +204,20 @@ def test_ogg_check_accepts_a_chain_in_any_split() -> None:
             check.update(chain[i : i + step])
         check.finish()
         assert check.pages == len(ogg.iter_pages(chain))
+
+
+def test_ogg_check_catches_any_flipped_bit_in_any_split() -> None:
+    seg, rng = _seg(), random.Random(12)
+    for _ in range(200):
+        rotten = bytearray(seg)
+        rotten[rng.randrange(len(rotten))] ^= 1 << rng.randrange(8)
+        step = rng.choice([1, 13, 4096, len(rotten)])
+        check = ogg.OggCheck()
+        with pytest.raises(ogg.OggError):
+            for i in range(0, len(rotten), step):
+                piece = memoryview(rotten)[i : i + step]
+                check.update(piece if i % 2 else bytes(piece))
+            check.finish()
 
 
 async def test_a_paused_watchdog_does_not_fire() -> None:

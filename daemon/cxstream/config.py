@@ -143,7 +143,7 @@ class StreamsConfig:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 60.0
     checkpoint_bytes: int = 4 * 1024 * 1024
-    chunk_bytes: int = 64 * 1024
+    chunk_bytes: int = 256 * 1024
     max_queued: int = 0  # 0: no cap
 
 
@@ -286,7 +286,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "backoff_base_s": 0.5,
         "backoff_cap_s": 60.0,
         "checkpoint_bytes": 4 * 1024 * 1024,
-        "chunk_bytes": 64 * 1024,
+        "chunk_bytes": 256 * 1024,
         "max_queued": 0,
     },
     "storage": {

@@ -103,15 +103,15 @@ class PieceStreamer:
                 raise Interrupted("connection_lost", exc.__class__.__name__) from None
         # else: every byte arrived before the stall or cut; only the
         # end-of-body marker was missing. Nothing left to ask for.
-        self._finish(part, piece, state)
+        await self._finish(part, piece, state)
 
-    def _finish(self, part: PartFile, piece: Piece, state: PieceState) -> None:
+    async def _finish(self, part: PartFile, piece: Piece, state: PieceState) -> None:
         if state.total is not None and part.batch_bytes != state.total:
             raise VerificationError("body_length_mismatch", f"{part.batch_bytes} of {state.total}")
         if state.digest is None:
             if piece.need_digest:
                 raise VerificationError("repr_digest_missing")
-        elif part.batch_digest() != state.digest:
+        elif await part.batch_digest() != state.digest:
             raise VerificationError("repr_digest_mismatch")
         try:
             part.end_batch()
@@ -166,7 +166,6 @@ class PieceStreamer:
                 raise VerificationError(
                     "body_too_large", f"response declares {state.total} bytes, at most {limit}"
                 )
-            since_checkpoint = 0
             while True:
                 dog.ping()
                 chunk = await resp.content.read(settings.chunk_bytes)
@@ -181,10 +180,8 @@ class PieceStreamer:
                     self._metrics.ttfb.observe(self.ttfb_ms / 1000)
                 await part.write(chunk)
                 self._metrics.bytes.inc(len(chunk))
-                since_checkpoint += len(chunk)
-                if since_checkpoint >= settings.checkpoint_bytes:
+                if part.unsynced_bytes >= settings.checkpoint_bytes:
                     await checkpoint()
-                    since_checkpoint = 0
 
     async def _position(
         self, resp: aiohttp.ClientResponse, part: PartFile, start: int

@@ -30,8 +30,11 @@ _REVERSE_BITS = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 _HEADER = struct.Struct("<4sBBqIIIB")
 
 
+_ZERO_CRC = bytes(4)
+
+
 def _reverse32(value: int) -> int:
-    return int(f"{value:032b}"[::-1], 2)
+    return int.from_bytes(value.to_bytes(4, "little").translate(_REVERSE_BITS), "big")
 
 
 def crc32(data: bytes | bytearray | memoryview) -> int:
@@ -131,6 +134,7 @@ class OggCheck:
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._rev = bytearray()  # _buf, each byte bit-reversed
         self._offset = 0  # stream position of _buf[0], for error messages
         self._open: int | None = None  # serial of the link in progress
         self._next_seq = 0
@@ -142,52 +146,78 @@ class OggCheck:
         self.samples = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
-        self._buf += data
-        pos = 0
-        buf = self._buf
-        while True:
-            page = parse_header(buf, pos)
-            if page is None:
-                break
-            if page.version != 0:
-                raise OggError(f"no Ogg page at byte {self._offset + pos}")
-            if len(buf) - pos < page.size:
-                break
-            self._page(page, memoryview(buf)[pos : pos + page.size], self._offset + pos)
-            pos += page.size
-        if pos:
-            del buf[:pos]
-            self._offset += pos
+        # The CRC runs over a bit-reversed copy of the bytes (see crc32), made
+        # once per chunk in C; each page's CRC is then three zlib calls on
+        # views of it, and no page is copied.
+        raw = data if isinstance(data, bytes) else bytes(data)
+        if self._buf:
+            self._buf += raw
+            self._rev += raw.translate(_REVERSE_BITS)
+            buf: bytes | bytearray = self._buf
+            rev: bytes | bytearray = self._rev
+        else:
+            buf, rev = raw, raw.translate(_REVERSE_BITS)
+        pos = self._pages(buf, rev)
+        if buf is self._buf:
+            del self._buf[:pos], self._rev[:pos]
+        else:
+            self._buf, self._rev = bytearray(buf[pos:]), bytearray(rev[pos:])
+        self._offset += pos
 
-    def _page(self, page: Page, raw: memoryview, at: int) -> None:
-        if page_crc(raw) != page.crc:
-            raise OggError(f"CRC mismatch in page at byte {at}")
-        head = bytes(raw[page.header_len : page.header_len + _OPUS_HEAD_BYTES])
-        body = head[:8]
-        if page.bos:
+    def _pages(self, buf: bytes | bytearray, rev: bytes | bytearray) -> int:
+        """Check every whole page in ``buf``; how many bytes they took."""
+        pos, end = 0, len(buf)
+        with memoryview(rev) as rv:
+            while end - pos >= HEADER_FIXED:
+                capture, version, flags, granule, serial, seq, crc, nsegs = _HEADER.unpack_from(
+                    buf, pos
+                )
+                body = pos + HEADER_FIXED + nsegs
+                if end < body:
+                    break
+                if capture != CAPTURE or version != 0:
+                    raise OggError(f"no Ogg page at byte {self._offset + pos}")
+                size = body - pos + sum(buf[pos + HEADER_FIXED : body])
+                if end - pos < size:
+                    break
+                at = self._offset + pos
+                # The CRC field counts as zero; zero bit-reversed is zero.
+                check = zlib.crc32(rv[pos : pos + 22], 0xFFFFFFFF)
+                check = zlib.crc32(_ZERO_CRC, check)
+                check = zlib.crc32(rv[pos + 26 : pos + size], check) ^ 0xFFFFFFFF
+                if check != _reverse32(crc):
+                    raise OggError(f"CRC mismatch in page at byte {at}")
+                head = bytes(buf[body : min(body + _OPUS_HEAD_BYTES, pos + size)])
+                self._page(flags, granule, serial, seq, head, at)
+                pos += size
+        return pos
+
+    def _page(self, flags: int, granule: int, serial: int, seq: int, head: bytes, at: int) -> None:
+        magic = head[:8]
+        if flags & FLAG_BOS:
             if self._open is not None:
                 raise OggError(f"link {self._open} not closed by EOS before byte {at}")
-            if page.serial in self._seen or page.sequence != 0:
+            if serial in self._seen or seq != 0:
                 raise OggError(f"BOS page at byte {at} reuses serial or sequence")
-            if body != b"OpusHead":
+            if magic != b"OpusHead":
                 raise OggError(f"link at byte {at} does not start with OpusHead")
             if len(head) < _OPUS_HEAD_BYTES:
                 raise OggError(f"OpusHead at byte {at} is cut short")
-            self._open, self._next_seq = page.serial, 0
+            self._open, self._next_seq = serial, 0
             self._pre_skip = struct.unpack_from("<H", head, 10)[0]
             self._granule = 0
-            self._seen.add(page.serial)
-        elif page.serial != self._open:
+            self._seen.add(serial)
+        elif serial != self._open:
             raise OggError(f"page at byte {at} belongs to no open link")
-        if page.sequence != self._next_seq:
+        if seq != self._next_seq:
             raise OggError(f"page sequence gap at byte {at}")
-        if page.sequence == 1 and body != b"OpusTags":
+        if seq == 1 and magic != b"OpusTags":
             raise OggError(f"link at byte {at} has no OpusTags")
         self._next_seq += 1
         self.pages += 1
-        if page.granule != -1:  # -1: no packet ends on this page
-            self._granule = page.granule
-        if page.eos:
+        if granule != -1:  # -1: no packet ends on this page
+            self._granule = granule
+        if flags & FLAG_EOS:
             self._open = None
             self.links += 1
             self.samples += max(0, self._granule - self._pre_skip)

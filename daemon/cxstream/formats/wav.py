@@ -1,7 +1,7 @@
 """RIFF/WAVE: the 44-byte header for the PCM CXone serves, and a whole-file check.
 
 The header is hand-packed rather than through the stdlib ``wave`` writer
-because we stream the samples through aiofiles and only know the size at the
+because we stream the samples to the file and only know the size at the
 end; the tests read every file back with ``wave`` to hold this to the format.
 The check (``check_wav_file``) is for WAV fetched from elsewhere (Genesys):
 the stdlib reader accepts only PCM and does not notice junk after the data.

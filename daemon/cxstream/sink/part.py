@@ -3,9 +3,13 @@
 It lives in the final directory (so publishing is one rename on one
 filesystem) as ``.<recordingId>.<ext>.part``: a fixed name, so that after a
 crash the next attempt finds it and resumes from the journal's checkpoint.
-Two hashes run as bytes land: the current batch's (checked against the
-response's ``Repr-Digest``) and the whole source's (checked against the
-metadata). Restarting a batch rolls both back to the batch's first byte.
+
+What is checked where: the current batch's sha256 (against the response's
+``Repr-Digest``) runs as bytes land, in the thread that writes them
+(``fileio``). ``seal`` reads the finished file back and hashes what is on
+disk: with the platform's sha256 of the whole source (``expect_sha256``) the
+disk is held to it directly; without one, to a hash of the source kept as
+bytes landed. Restarting a batch rolls the hashes back to its first byte.
 
 Nothing here follows a link (see ``safe_fs``): the directory is held open by
 fd from creation to publication, the part is created ``O_EXCL|O_NOFOLLOW``,
@@ -14,32 +18,30 @@ and publication (``publish.py``) never replaces an existing file.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import aiofiles
-from aiofiles.threadpool.binary import AsyncBufferedIOBase
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hashlib import _Hash as Hash
 
 from cxstream.formats.registry import Format, StreamCheck
 from cxstream.sink import safe_fs
+from cxstream.sink.fileio import Feed, ShortFile, Spool, read_hashed, seal_file, write_hashed
+from cxstream.sink.lane import Lane
 from cxstream.sink.publish import Published, place
 
-_REHASH_CHUNK = 1024 * 1024
 log = logging.getLogger(__name__)
-# Chunks arrive at whatever size the network hands over (often 16 KiB); each
-# aiofiles call is a hop to a thread, so they are coalesced to this size.
-_WRITE_COALESCE = 256 * 1024
 
 
 class ContainerError(ValueError):
     """The bytes break their container format (an Ogg page, a PCM sample)."""
+
+
+class SourceMismatch(ContainerError):
+    """The source bytes read back are not the ones the platform's sha256 describes."""
 
 
 def _sha() -> Hash:
@@ -48,29 +50,39 @@ def _sha() -> Hash:
 
 class PartFile:
     """``root`` is where the operator's tree starts (``storage.dir``): the
-    directories between it and the file are never followed if they are links."""
+    directories between it and the file are never followed if they are links.
+    ``expect_sha256``: the platform's sha256 of the whole source, when known."""
 
-    def __init__(self, final_path: Path, fmt: Format, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        final_path: Path,
+        fmt: Format,
+        root: Path | None = None,
+        *,
+        expect_sha256: str | None = None,
+    ) -> None:
         self.final_path = final_path
         self.root = final_path.parent if root is None else root
         self.path = final_path.with_name(f".{final_path.name}.part")
         self.fmt = fmt
         self.codec = fmt.name
         self.data_start = fmt.header_bytes
+        self.expect_sha256 = expect_sha256
         self._dir: int | None = None
         self._ident: safe_fs.Ident | None = None
+        self._lane = Lane()
+        # Bytes accepted but not yet in the file (the fd is the spool's).
+        self._spool = Spool(self._lane)
         self.position = self.data_start
         self.batch_start = self.data_start
-        self._fh: AsyncBufferedIOBase | None = None
-        self._source = _sha()
-        self._source_at_batch = _sha()
+        # Without the platform's sha256, the source is hashed as it lands: the
+        # read-back is held to that. With it, the read-back is held to the platform.
+        self._source: Hash | None = None
+        self._source_at_batch: Hash | None = None
         self._batch = _sha()
         self._check: StreamCheck = fmt.stream_check()
-        # Bytes accepted but not yet handed to the file, and where they go:
-        # every write names its offset, so no write depends on where an
-        # earlier (perhaps cancelled) one left the file pointer.
-        self._pending = bytearray()
-        self._flushed = self.data_start
+        self._synced = self.data_start
+        self._sealed_source: str | None = None
 
     # -- lifecycle --------------------------------------------------------
 
@@ -80,118 +92,120 @@ class PartFile:
             self._dir = safe_fs.open_dir(self.root, parts, create=create)
         return self._dir
 
-    async def _adopt(self, fd: int) -> None:
-        try:
-            self._ident = safe_fs.ident(os.fstat(fd))
-            self._fh = await aiofiles.open(fd, "r+b")
-        except BaseException:
-            os.close(fd)
-            raise
+    def _new_source(self) -> Hash | None:
+        return _sha() if self.expect_sha256 is None else None
+
+    def _adopt(self, at: int) -> None:
+        self._spool.broken, self._sealed_source = None, None
+        self._spool.reset(at)
+        self.position = self.batch_start = self._synced = at
+        self._source = self._new_source()
 
     async def create(self) -> None:
         """A new, empty part (a stale part of ours is replaced; anything else refused)."""
+        header = self.fmt.header(0)
 
-        def _create() -> int:
-            return safe_fs.create_exclusive(self._open_dir(create=True), self.path.name)
-
-        await self._adopt(await asyncio.to_thread(_create))
-        if self.data_start:
+        def _create() -> None:
+            # The fd is ours from here: a caller cancelled meanwhile still closes it.
+            fd = self._spool.fd = safe_fs.create_exclusive(self._open_dir(True), self.path.name)
+            self._ident = safe_fs.ident(os.fstat(fd))
             # Placeholder: the real sizes are only known once the last byte is in.
-            await self._file.write(self.fmt.header(0))
-        self.position = self.batch_start = self._flushed = self.data_start
-        self._source = _sha()
-        self.begin_batch()
+            write_hashed(fd, [header] if header else [], 0, ())
+
+        await self._lane.run(_create)
+        self._adopt(self.data_start)
+        await self.begin_batch()
 
     async def resume(self, batch_start: int, offset: int) -> bool:
         """Reopen after a crash, keeping [data_start, offset); False if the file can't serve."""
 
-        def _open() -> tuple[int, int] | None:
+        def _open() -> int | None:
             try:
                 fd = safe_fs.open_ours(self._open_dir(create=False), self.path.name)
             except FileNotFoundError:
                 return None
             st = os.fstat(fd)
-            if st.st_nlink != 1:
-                # Also linked elsewhere: a crash between publication's link and
-                # its unlink. Writing here would change the published file.
+            # nlink > 1: also linked elsewhere, a crash between publication's
+            # link and its unlink. Writing here would change the published file.
+            if st.st_nlink != 1 or not self.data_start <= batch_start <= offset <= st.st_size:
                 os.close(fd)
                 return None
-            return fd, st.st_size
+            self._spool.fd, self._ident = fd, safe_fs.ident(st)
+            # Bytes past the checkpoint were never fsynced as a unit: drop them.
+            os.ftruncate(fd, offset)
+            return fd
 
-        opened = await asyncio.to_thread(_open)
-        if opened is None:
+        fd = await self._lane.run(_open)
+        if fd is None:
             return False
-        fd, size = opened
-        if not self.data_start <= batch_start <= offset <= size:
-            os.close(fd)
-            return False
-        await self._adopt(fd)
-        # Bytes past the checkpoint were never fsynced as a unit: drop them.
-        await self._file.truncate(offset)
-        self._flushed = offset
-        self._source = _sha()
-        await self._hash_range(self.data_start, batch_start, self._source)
-        self.position = batch_start
-        self.begin_batch()
+        self._adopt(batch_start)
+        if self._source is not None:
+            await self._lane.run(read_hashed, fd, self.data_start, batch_start, (0, [self._source]))
+        await self.begin_batch()
+        feeds: list[Feed] = [self._batch, self._check]
+        if self._source is not None:
+            feeds.append(self._source)
         try:
-            await self._hash_range(batch_start, offset, self._batch, self._source, self._check)
-        except ValueError:
+            await self._lane.run(read_hashed, fd, batch_start, offset, (0, feeds))
+        except (ValueError, ShortFile):
             # What was durable no longer parses: drop the batch, keep the rest.
             await self.restart_batch()
             return True
-        self.position = offset
+        self.position = self._synced = offset
+        self._spool.reset(offset)
         return True
 
-    async def _flush(self) -> None:
-        if self._pending:
-            data, offset = bytes(self._pending), self._flushed
-            # State first: a cancellation during the awaits below leaves the
-            # accounting right (the thread finishes the write regardless).
-            self._pending, self._flushed = bytearray(), offset + len(data)
-            await self._file.seek(offset)
-            await self._file.write(data)
-
-    async def _hash_range(self, start: int, end: int, *digests: Hash | Any) -> None:
-        """Feed the file's bytes [start, end) to ``digests``; a short file is an error."""
-        await self._flush()
-        await self._file.seek(start)
-        remaining = end - start
-        while remaining > 0:
-            chunk = await self._file.read(min(_REHASH_CHUNK, remaining))
-            if not chunk:
-                raise ContainerError(f"part file ends {remaining} bytes early")
-            for digest in digests:
-                digest.update(chunk)
-            remaining -= len(chunk)
-
-    @property
-    def _file(self) -> AsyncBufferedIOBase:
-        if self._fh is None:
+    def _usable(self) -> int:
+        if self._spool.fd is None:
             raise ContainerError("part file is not open")
-        return self._fh
+        return self._spool.usable()
+
+    async def _flush(self, *, fsync: bool = False) -> None:
+        """What is held, hashed and written (and fsynced), in one thread call."""
+        self._usable()
+        feeds: list[Feed] = [self._batch]
+        if self._source is not None:
+            feeds.append(self._source)
+        await self._spool.flush(feeds, fsync=fsync)
+
+    async def settle(self) -> None:
+        """Every accepted byte hashed and handed to the file (not yet fsynced)."""
+        await self._flush()
 
     @property
     def is_open(self) -> bool:
-        return self._fh is not None
+        return self._spool.fd is not None
 
     def fileno(self) -> int:
         """The open part's descriptor: to read what we wrote, whatever its name holds now."""
-        return self._file.fileno()
+        if self._spool.fd is None:
+            raise ContainerError("part file is not open")
+        return self._spool.fd
+
+    def _let_go(self) -> None:
+        """Close the fds once the lane's last step is done (never under it; a step
+        still running may be the one opening them)."""
+
+        def _close() -> None:
+            fd, self._spool.fd = self._spool.fd, None
+            held, self._dir = self._dir, None
+            for each in (fd, held):
+                if each is not None:
+                    os.close(each)
+
+        self._lane.after(_close)
 
     async def close(self) -> None:
-        if self._fh is not None:
-            try:
+        try:
+            if self._spool.fd is not None:
                 await self._flush()
-            finally:
-                await self._fh.close()
-                self._fh = None
-        if self._dir is not None:
-            os.close(self._dir)
-            self._dir = None
+        finally:
+            self._let_go()
 
     async def discard(self) -> None:
         """Close and remove the part, if what is at its name is still ours."""
         mine, self._ident = self._ident, None
+        self._spool.reset(self._spool.flushed)
 
         def _remove() -> None:
             try:
@@ -206,18 +220,18 @@ class PartFile:
                 log.warning("part file %s not removed: no longer the file we wrote", self.path)
 
         try:
-            if self._fh is not None:
-                await self._fh.close()
-                self._fh = None
-            await asyncio.to_thread(_remove)
+            # An earlier step's error is moot: the bytes are going.
+            await self._lane.drain(quiet=True)
+            await self._lane.run(_remove)
         finally:
-            await self.close()
+            self._let_go()
 
     # -- batches ----------------------------------------------------------
 
-    def begin_batch(self) -> None:
+    async def begin_batch(self) -> None:
+        await self._flush()
         self.batch_start = self.position
-        self._source_at_batch = self._source.copy()
+        self._source_at_batch = None if self._source is None else self._source.copy()
         self._batch = _sha()
         self._check = self.fmt.stream_check()
 
@@ -230,12 +244,17 @@ class PartFile:
 
     async def restart_batch(self) -> None:
         """Forget everything the current batch wrote (a 200 to a resume, a bad digest)."""
-        await self._flush()
-        await self._file.truncate(self.batch_start)
-        self.position = self._flushed = self.batch_start
-        self._source = self._source_at_batch.copy()
+        fd, start = self._usable(), self.batch_start
+        # Accounting first, as in _flush: the truncation runs whatever happens
+        # here. Nothing held is older than the batch (begin_batch flushes).
+        self._spool.reset(start)
+        self.position = start
+        self._synced = min(self._synced, start)
+        self._sealed_source = None
+        self._source = None if self._source_at_batch is None else self._source_at_batch.copy()
         self._batch = _sha()
         self._check = self.fmt.stream_check()
+        await self._lane.run(os.ftruncate, fd, start)
 
     @property
     def batch_bytes(self) -> int:
@@ -249,19 +268,27 @@ class PartFile:
     def source_bytes(self) -> int:
         return self.position - self.data_start
 
-    def batch_digest(self) -> bytes:
+    @property
+    def unsynced_bytes(self) -> int:
+        """Bytes accepted since the last fsync: what a crash now could cost."""
+        return self.position - self._synced
+
+    async def batch_digest(self) -> bytes:
+        await self._flush()
         return self._batch.digest()
 
     def source_sha256(self) -> str:
-        return self._source.hexdigest()
+        """The sha256 of the source bytes on disk, as ``seal`` read them back."""
+        if self._sealed_source is None:
+            raise ContainerError("part file is not sealed")
+        return self._sealed_source
 
     async def write(self, chunk: bytes) -> None:
-        # Accounting before any await, so hashes, position and bytes agree
-        # whatever is cancelled where.
-        self._batch.update(chunk)
-        self._source.update(chunk)
+        # Accounting before any await, so position, spool and the check
+        # agree whatever is cancelled where; hashing happens in _flush's thread.
         self.position += len(chunk)
-        self._pending += chunk
+        due = self._spool.add(chunk)
+        self._sealed_source = None
         try:
             # Checked as it lands. The part file is never trusted, so the bad
             # chunk may sit there: the batch restarts, or, if it never
@@ -269,13 +296,13 @@ class PartFile:
             self._check.update(chunk)
         except ValueError as exc:
             raise ContainerError(str(exc)) from None
-        if len(self._pending) >= _WRITE_COALESCE:
+        if due:
             await self._flush()
 
     async def sync(self) -> None:
-        await self._flush()
-        await self._file.flush()
-        await asyncio.to_thread(os.fsync, self._file.fileno())
+        at = self.position
+        await self._flush(fsync=True)
+        self._synced = at
 
     # -- publishing -------------------------------------------------------
 
@@ -283,22 +310,35 @@ class PartFile:
         """Final header, fsync, then read the file back: the sha256 of what is on disk.
 
         The read-back is the proof that the disk holds exactly the bytes that
-        were verified as they streamed (and the WAV header is only known now;
-        sha256 cannot be prepended to). Raises ContainerError if it does not.
+        were verified (and the WAV header is only known now; sha256 cannot be
+        prepended to). Raises SourceMismatch if the source read back is not
+        what the platform's sha256 describes, ContainerError if it is not what
+        was hashed as it landed.
         """
         await self._flush()
-        if self.data_start:
-            await self._file.seek(0)
-            await self._file.write(self.fmt.header(self.source_bytes))
-        await self.sync()
-        size = (await asyncio.to_thread(os.fstat, self._file.fileno())).st_size
-        if size != self.position:
-            raise ContainerError(f"part file holds {size} bytes, expected {self.position}")
-        whole, source = _sha(), _sha()
-        await self._hash_range(0, self.data_start, whole)
-        await self._hash_range(self.data_start, self.position, whole, source)
-        if source.hexdigest() != self._source.hexdigest():
+        fd, size = self._usable(), self.position
+        header = self.fmt.header(self.source_bytes) if self.data_start else b""
+        whole = _sha()
+        # Opus: the file is the source, one digest serves both.
+        source = _sha() if self.data_start else whole
+
+        routes: list[tuple[int, list[Feed]]] = [(0, [whole])]
+        if source is not whole:
+            routes.append((self.data_start, [source]))
+        try:
+            on_disk = await self._lane.run(seal_file, fd, header, size, *routes)
+        except ShortFile as exc:
+            raise ContainerError(f"part file {exc}") from None
+        if on_disk != size:
+            raise ContainerError(f"part file holds {on_disk} bytes, expected {size}")
+        self._synced = size
+        read_back = source.hexdigest()
+        if self.expect_sha256 is not None:
+            if read_back != self.expect_sha256:
+                raise SourceMismatch("the source on disk does not match the platform's sha256")
+        elif self._source is None or read_back != self._source.hexdigest():
             raise ContainerError("bytes on disk differ from the bytes verified")
+        self._sealed_source = read_back
         return whole.hexdigest()
 
     async def publish(self, sha256: str, recording_id: str) -> Published:
@@ -320,7 +360,7 @@ class PartFile:
             os.close(safe_fs.reopen_dir(self.root, parts, safe_fs.ident(os.fstat(held))))
             return place(held, self.final_path.parent, name, mine, recording_id, ext, sha256)
 
-        published = await asyncio.to_thread(_publish)
+        published = await self._lane.run(_publish)
         # Published: the part's name is gone, a later discard() must not touch the file.
         self._ident = None
         await self.close()
