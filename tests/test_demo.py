@@ -80,3 +80,9 @@ def test_the_cluster_demo_without_postgresql_says_so_in_one_line_and_exits_2() -
         "cxstream demo: the cluster demo needs PostgreSQL and moto: PostgreSQL server"
         " binaries not found in PG_BINDIR=/nonexistent/bin (apt-get install postgresql)"
     ]
+
+
+def test_the_cluster_demo_is_the_stream_demo_only() -> None:
+    done = _demo("--nodes", "3", "--platform", "genesys")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == ["cxstream demo: --nodes runs the cxone-stream demo only"]
