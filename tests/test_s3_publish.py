@@ -23,11 +23,13 @@ import pytest
 from aiohttp import web
 
 from cxstream.fetcher.job import JobInterrupted
+from cxstream.journal import SqliteJournal
 from cxstream.keys import POOL
 from cxstream.sim.server import SimServer
 from cxstream.sink.store import StoreOutage
 from tests.harness import write_config
 from tests.inproc import DAY, rig, webhook_request
+from tests.test_ops_cli import _cli
 
 pytest.importorskip("aiobotocore")
 from aiobotocore.session import get_session
@@ -319,3 +321,20 @@ async def test_a_node_whose_bucket_lacks_object_lock_says_so_in_one_line_and_exi
     assert len(lines) == 1, err
     assert lines[0].startswith(f"cxstream: storage: s3_object_lock_invalid: check bucket {bucket}")
     assert b"test-secret" not in err + out and b"Traceback" not in err
+
+
+async def test_cxstream_fetch_publishes_to_the_bucket_like_a_worker(
+    tmp_path: Path, sim: SimServer, s3_endpoint: str, store: Any, bucket: str
+) -> None:
+    sim.add_recording({"id": "rec-f", "segments": 2, "codecs": ["opus"]})
+    cfg = str(write_config(tmp_path, sim, storage=s3(s3_endpoint, bucket)))
+    journal = SqliteJournal(tmp_path / "state" / "journal.sqlite3")
+    await journal.open()  # a journal exists once a daemon has run
+    await journal.close()
+    code, out, err = await _cli("fetch", "--config", cfg, "rec-f", "--json")
+    assert code == 0, err
+    path = orjson.loads(out)["result"]["path"]
+    assert path.startswith(f"s3://{bucket}/{PREFIX}") and path.endswith("/rec-f.opus")
+    key = path.removeprefix(f"s3://{bucket}/")
+    assert await read(store, bucket, key) == sim.body("rec-f", "opus")
+    assert spool_files(tmp_path) == []
