@@ -350,3 +350,36 @@ def test_journal_ops_take_is_exclusive(tmp_path: Path) -> None:
         await journal.close()
 
     asyncio.run(body())
+
+
+async def test_fetch_a_genesys_recording_names_its_conversation(tmp_path: Path) -> None:
+    from cxstream.sim.platform_servers import GenesysSim
+
+    async with GenesysSim() as gsim:
+        gsim.add_conversation({"id": "conv-cli", "recording": [{"id": "r-cli"}]})
+        view = SimpleNamespace(
+            base_url="http://127.0.0.1:9/x", token_url="http://127.0.0.1:9/t", archive_url=""
+        )
+        genesys = {
+            "api_url": gsim.api_url,
+            "login_url": gsim.login_url,
+            "client_id": gsim.client_id,
+            "client_secret": gsim.client_secret,
+        }
+        cfg = str(
+            write_config(
+                tmp_path, view, source={"kind": "genesys"}, genesys=genesys, archive={"url": ""}
+            )
+        )
+        journal = SqliteJournal(tmp_path / "state" / "journal.sqlite3")
+        await journal.open()
+        await journal.close()
+        code, _, err = await _cli("fetch", "--config", cfg, "r-cli")
+        assert code == 2 and err.count("\n") == 1 and "--contact" in err
+        code, out, err = await _cli(
+            "fetch", "--config", cfg, "r-cli", "--contact", "conv-cli", "--json"
+        )
+        assert code == 0, err
+        doc = orjson.loads(out)
+        assert doc["state"] == "completed"
+        assert Path(doc["path"]).read_bytes() == gsim.body("r-cli", "OGG_OPUS")

@@ -61,6 +61,11 @@ def add_parsers(sub: Any) -> None:
     fetch = sub.add_parser("fetch", help="fetch one recording in the foreground (debugging)")
     common(fetch)
     fetch.add_argument("recording_id")
+    fetch.add_argument(
+        "--contact",
+        help="the contact (CXone) or conversation (Genesys) id; required for"
+        " source.kind cxone-playback and genesys",
+    )
 
 
 def _usage(message: str) -> int:
@@ -79,6 +84,8 @@ def main(args: argparse.Namespace) -> int:
         return _usage(f"fetch: not a valid recording id: {args.recording_id[:140]!r}")
     try:
         cfg = config_mod.load(args.config, need_secrets=args.command == "fetch")
+        if args.command == "fetch" and cfg.source.kind != "cxone-stream" and not args.contact:
+            return _usage(f"fetch: --contact is required for source.kind {cfg.source.kind}")
     except ConfigError as exc:
         return _usage(f"config: {exc}")
     try:
@@ -150,6 +157,7 @@ async def _dispatch(
             journal,
             ops,
             args.recording_id,
+            contact=args.contact,
             secrets=secrets,
             as_json=args.json,
             out=out,

@@ -108,19 +108,24 @@ async def fetch(
     ops: JournalOps,
     recording_id: str,
     *,
+    contact: str | None = None,
     secrets: list[str],
     as_json: bool,
     out: TextIO,
     err: TextIO,
     tty: bool,
 ) -> int:
+    # CXone's playback API knows contacts only: the name then names the job, and
+    # further files of the contact are queued for the daemon (contract §8).
+    playback = cfg.source.kind == "cxone-playback"
     request = JobRequest(
         webhook_id=f"cli_{uuid.uuid4().hex}",
         recording_id=recording_id,
-        contact_id=None,
+        contact_id=contact,
         codec=None,
         offsets=None,
         day=datetime.now(UTC).strftime("%Y/%m/%d"),
+        scope="contact" if playback else "recording",
     )
     taken = await ops.take(request)
     if taken is JobState.RUNNING:
