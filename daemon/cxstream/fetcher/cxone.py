@@ -29,7 +29,7 @@ from cxstream.fetcher.errors import (
 )
 from cxstream.fetcher.ratelimit import RateLimiter
 from cxstream.fetcher.token import TokenSource
-from cxstream.fetcher.transport import read_bounded
+from cxstream.fetcher.transport import read_bounded, resume_from
 from cxstream.planner import Batch, Segment
 
 # An error body is a code and a few fields; past this it is not worth reading.
@@ -186,11 +186,9 @@ class CxoneClient:
             "codec": codec,
             "maxDuration": str(max_duration),
         }
-        # identity: a compressed representation would make Range offsets and
-        # Repr-Digest refer to different bytes.
-        headers = {"Accept-Encoding": "identity"}
-        if start:
-            headers["Range"] = f"bytes={start}-"
+        # The session asks for identity: a compressed representation would make
+        # Range offsets and Repr-Digest refer to different bytes.
+        headers = resume_from(start)
         async with self._get(self._url(recording_id, "/stream"), params, headers) as resp:
             if resp.status not in (200, 206):
                 raise await _error_from(resp, self._max_error)

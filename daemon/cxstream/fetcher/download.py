@@ -26,6 +26,7 @@ from cxstream.fetcher.errors import (
     parse_retry_after,
 )
 from cxstream.fetcher.source import Expect, Piece
+from cxstream.fetcher.transport import resume_from
 from cxstream.formats.registry import Format
 
 _EXPIRED = (401, 403, 404, 410)
@@ -84,10 +85,9 @@ class UrlMedia:
 
     @asynccontextmanager
     async def open(self, piece: Piece, start: int) -> AsyncIterator[aiohttp.ClientResponse]:
-        headers = {"Accept-Encoding": "identity"}
-        if start:
-            headers["Range"] = f"bytes={start}-"
-        resp = await self._session.get(self._url, headers=headers, max_redirects=_MAX_REDIRECTS)
+        resp = await self._session.get(
+            self._url, headers=resume_from(start), max_redirects=_MAX_REDIRECTS
+        )
         try:
             if resp.status in _EXPIRED:
                 # The URL's signature ran out (or never was): a fresh one from

@@ -48,6 +48,11 @@ def make_session(*, pool_size: int, connect_timeout_s: float) -> aiohttp.ClientS
     )
 
 
+def resume_from(start: int) -> dict[str, str]:
+    """The request headers for a body from ``start`` (identity is the session's default)."""
+    return {"Range": f"bytes={start}-"} if start else {}
+
+
 def content_coding(resp: aiohttp.ClientResponse) -> str | None:
     """The response's content coding, None for identity (all we ever ask for)."""
     coding = resp.headers.get("Content-Encoding", "identity").strip().lower()

@@ -8,7 +8,6 @@ resume lands between the batches of the current plan.
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 import aiohttp
 
@@ -113,11 +112,11 @@ class CxoneStreamSource:
         formats = tuple(c for c in order if c in meta.codecs)
         if not formats:
             raise PermanentError("codec_unavailable", status=406)
-        extra: dict[str, Any] = {}
-        return (Target(name=job.recording_id, formats=formats, extra=extra),)
+        return (Target(name=job.recording_id, formats=formats),)
 
     async def media(self, job: Job, target: Target, fmt: str) -> StreamMedia:
-        meta = self._meta.pop(job.id, None) or await self._client.metadata(job.recording_id)
+        # resolve() has just read it; a second format (a 406) reuses it too.
+        meta = self._meta.get(job.id) or await self._client.metadata(job.recording_id)
         self._meta[job.id] = meta
         try:
             wanted = select(meta.segments, job.offsets)
