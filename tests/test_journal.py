@@ -218,3 +218,13 @@ async def test_an_old_journal_gains_the_new_columns_and_keeps_its_jobs(tmp_path:
         assert job is not None and (job.original_name, job.scope) == ("x/y", "contact")
     finally:
         await journal.close()
+
+
+async def test_a_dead_letter_asked_for_again_takes_the_new_request_whole(journal: Any) -> None:
+    await journal.enqueue(request("r-ref", source_ref="old", scope="recording"))
+    job = await journal.claim()
+    await journal.fail(job.id, 3, "recording_gone")
+    again = request("r-ref", "msg-again", source_ref="new", original_name="R REF")
+    assert await journal.enqueue(again) is Enqueued.ACCEPTED
+    job = await journal.claim()
+    assert (job.source_ref, job.original_name, job.attempts) == ("new", "R REF", 0)

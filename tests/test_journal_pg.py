@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cxstream.journal import Checkpoint, Enqueued, JobRequest, JournalError, LeaseLost
+from cxstream.journal import Checkpoint, Enqueued, JobRequest, JobState, JournalError, LeaseLost
 from tests.test_journal import request
 
 psycopg = pytest.importorskip("psycopg")
@@ -259,3 +259,34 @@ async def test_the_password_never_reaches_an_error(pg_cluster: Any) -> None:
         await journal.open()
     assert "S3cretPassw0rd" not in str(caught.value)
     assert "no_such_db" in str(caught.value)  # but the reason is there
+
+
+async def test_the_heartbeat_renews_only_jobs_this_process_holds(node: Node) -> None:
+    a = await node("a")
+    for rid in ("r1", "r2"):
+        await a.enqueue(request(rid))
+    first = await a.claim()
+    assert first is not None
+    assert await a.renew_leases() == 1
+    await a.release(first.id)
+    assert await a.renew_leases() == 0  # handed back: no longer renewed
+    second = await a.claim()
+    assert second is not None and await a.renew_leases() == 1
+    await a.complete(second.id, 1, {"recordingId": second.recording_id}, None)
+    assert await a.renew_leases() == 0
+
+
+async def test_the_cli_takes_a_queued_job_without_another_nodes_checkpoint(
+    node: Node,
+) -> None:
+    from cxstream.journal.pg_ops import PgJournalOps
+
+    a, cli = await node("a"), await node("b-cli")
+    await a.enqueue(request("r1"))
+    job = await a.claim()
+    assert job is not None
+    cp = Checkpoint(codec="pcm", done=1, batch=(15,), batch_start=44, offset=9000)
+    await a.save_progress(job.id, 0, cp, None)
+    await a.release(job.id)  # queued again, with a's checkpoint of a's part file
+    taken = await PgJournalOps(cli).take(request("r1"))
+    assert not isinstance(taken, JobState) and taken.checkpoint is None

@@ -45,6 +45,8 @@ class PgBase:
     ) -> None:
         self.node = node or socket.gethostname()
         self.lease_s = lease_s
+        # The jobs this process's workers run: the only leases the heartbeat renews.
+        self.held: set[int] = set()
         self.location = "postgresql"  # host, port and database once open; never the DSN
         self._dsn = dsn
         self._outbox_hold_s = outbox_hold_s
@@ -149,13 +151,13 @@ class PgBase:
     # -- leases and wake-ups ----------------------------------------------
 
     async def renew_leases(self) -> int:
-        """Extend the lease of every job this node runs; returns how many."""
-        params = {"node": self.node, "lease": self.lease_s}
+        """Extend the lease of every job this process's workers hold; returns how many."""
+        params = {"node": self.node, "lease": self.lease_s, "held": list(self.held)}
 
         async def body(conn: Conn) -> int:
             cur = await conn.execute(
                 f"UPDATE jobs SET lease_until = {LEASE}"
-                " WHERE state = 'running' AND owner = %(node)s",
+                " WHERE state = 'running' AND owner = %(node)s AND id = ANY(%(held)s)",
                 params,
             )
             await conn.execute(

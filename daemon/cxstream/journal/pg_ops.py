@@ -149,12 +149,21 @@ class PgJournalOps:
                 return state  # a node holds it (or its lease is about to lapse)
             fresh = state is JobState.FAILED
             cur = await conn.execute(
-                "UPDATE jobs SET state = 'running', owner = %(node)s,"
-                f" lease_until = {LEASE}, updated_at = now()"
-                + (", attempts = 0, last_error = NULL, checkpoint = NULL" if fresh else "")
+                # As claim(): a checkpoint is kept only if it describes this node's own
+                # part file (SET reads the row as it was, owner included).
+                "UPDATE jobs SET state = 'running',"
+                f" owner = %(node)s, lease_until = {LEASE}, updated_at = now(),"
+                + (
+                    " attempts = 0, last_error = NULL, checkpoint = NULL"
+                    if fresh
+                    else " checkpoint = CASE WHEN owner = %(node)s THEN checkpoint END"
+                )
                 + f" WHERE recording_id = %(rid)s RETURNING {JOB_COLUMNS}",
                 params,
             )
             return job_from_row(await cur.fetchone())
 
-        return await self._j._tx(body)
+        taken = await self._j._tx(body)
+        if isinstance(taken, Job):
+            self._j.held.add(taken.id)  # its lease is renewed while `fetch` runs it
+        return taken

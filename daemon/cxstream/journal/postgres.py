@@ -144,7 +144,12 @@ class PostgresJournal(PgOutbox):
             )
             return job_from_row(await cur.fetchone())
 
-        return await self._tx(body)
+        job = await self._tx(body)
+        if job is not None:
+            # Held only once the caller has it: a claim whose caller was cancelled
+            # is not renewed, its lease lapses and any node (this one too) takes it.
+            self.held.add(job.id)
+        return job
 
     async def still_mine(self, recording_ids: Iterable[str]) -> set[str]:
         """Of these recordings, those whose checkpoint this node may still use:
@@ -184,7 +189,11 @@ class PostgresJournal(PgOutbox):
             if cur.rowcount == 0:
                 raise LeaseLost(f"job {job_id} is no longer held by node {self.node}")
 
-        await self._tx(body)
+        try:
+            await self._tx(body)
+        except LeaseLost:
+            self.held.discard(job_id)  # someone else's now: stop renewing it
+            raise
 
     async def release(self, job_id: int) -> None:
         async def body(conn: Conn) -> None:
@@ -198,6 +207,7 @@ class PostgresJournal(PgOutbox):
                 await self._notify(conn)
 
         await self._tx(body)
+        self.held.discard(job_id)
 
     async def complete(
         self, job_id: int, attempts: int, result: dict[str, Any], announcement: bytes | None
@@ -223,7 +233,10 @@ class PostgresJournal(PgOutbox):
                     (f"msg_{uuid.uuid4().hex}", result["recordingId"], announcement, now, now),
                 )
 
-        await self._tx(body)
+        try:
+            await self._tx(body)
+        finally:
+            self.held.discard(job_id)
 
     async def fail(self, job_id: int, attempts: int, error: str) -> None:
         async def body(conn: Conn) -> None:
@@ -236,4 +249,7 @@ class PostgresJournal(PgOutbox):
             if cur.rowcount == 0:
                 raise LeaseLost(f"job {job_id} is no longer held by node {self.node}")
 
-        await self._tx(body)
+        try:
+            await self._tx(body)
+        finally:
+            self.held.discard(job_id)

@@ -147,6 +147,17 @@ class SqliteJournal:
             # The executor is shut: the journal was closed under a late caller.
             raise JournalError("journal is closed") from None
 
+    async def _read(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """A read on the journal's thread, outside any write transaction: WAL gives it a
+        snapshot and it never holds the write lock a running daemon needs."""
+
+        def run() -> T:
+            if self._db is None:
+                raise sqlite3.ProgrammingError("journal is closed")
+            return body(self._db)
+
+        return await self._run(run)
+
     async def close(self) -> None:
         if self._db is None:
             return
@@ -214,8 +225,8 @@ class SqliteJournal:
                 db.execute(
                     "UPDATE jobs SET webhook_id = ?, contact_id = ?, codec = ?, offsets = ?,"
                     " day = ?, state = 'queued', attempts = 0, last_error = NULL,"
-                    " checkpoint = NULL, updated_at = ?, original_name = ?, scope = ?"
-                    " WHERE recording_id = ?",
+                    " checkpoint = NULL, updated_at = ?, original_name = ?, scope = ?,"
+                    " source_ref = ? WHERE recording_id = ?",
                     (
                         webhook_id,
                         request.contact_id,
@@ -225,6 +236,7 @@ class SqliteJournal:
                         now,
                         request.original_name,
                         request.scope,
+                        request.source_ref,
                         request.recording_id,
                     ),
                 )

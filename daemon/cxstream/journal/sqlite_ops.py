@@ -65,7 +65,7 @@ class SqliteJournalOps:
         def body(db: sqlite3.Connection) -> list[JobInfo]:
             return [_info(row) for row in db.execute(sql, (*args, limit))]
 
-        return await self._j._write(body)
+        return await self._j._read(body)
 
     async def job(self, recording_id: str) -> JobInfo | None:
         def body(db: sqlite3.Connection) -> JobInfo | None:
@@ -74,7 +74,7 @@ class SqliteJournalOps:
             ).fetchone()
             return None if row is None else _info(row)
 
-        return await self._j._write(body)
+        return await self._j._read(body)
 
     async def count(self, state: JobState, since: float) -> int:
         def body(db: sqlite3.Connection) -> int:
@@ -84,7 +84,7 @@ class SqliteJournalOps:
             ).fetchone()
             return int(n)
 
-        return await self._j._write(body)
+        return await self._j._read(body)
 
     async def retry(self, recording_ids: Sequence[str] | None) -> list[str]:
         now = self._j._clock()

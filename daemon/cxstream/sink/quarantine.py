@@ -24,7 +24,7 @@ import orjson
 
 from cxstream.config import StorageConfig
 from cxstream.sink import safe_fs
-from cxstream.sink.part import PartFile
+from cxstream.sink.part import ContainerError, PartFile
 
 QUARANTINE_DIR = "quarantine"
 REASON_SUFFIX = ".reason.json"
@@ -85,8 +85,11 @@ class Quarantine:
         try:
             fd = None
             if part.is_open:
-                await part.sync()
-                fd = part.fileno()
+                try:
+                    await part.sync()
+                    fd = part.fileno()
+                except (OSError, ContainerError):
+                    fd = None  # the bytes cannot be trusted: keep the reason file alone
             async with self._lock:
                 return await asyncio.to_thread(
                     self._keep, fd, size, evidence_cap(expected, self.cfg), recording_id, ext, doc
