@@ -4,21 +4,16 @@ Retry-After ("queue full"), and accepts again once the queue is below the cap.""
 from __future__ import annotations
 
 import asyncio
-import io
+from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from cxstream.audit.log import audit_to
-from cxstream.ingress.auth import AUTHENTICATOR, BearerAuth
-from cxstream.ingress.backpressure import ADMISSION, Admission, queue_cap
-from cxstream.keys import AUDIT, JOURNAL, METRICS
-from cxstream.metrics import Metrics
+from cxstream.ingress.backpressure import Admission, queue_full
 from cxstream.sim.server import SimServer
 from tests.conftest import StartDaemon
 from tests.harness import completed, sign
+from tests.ingress import JSON, credentials, ingress
 
 
 def test_admission_is_full_at_the_cap_and_never_without_one() -> None:
@@ -40,42 +35,39 @@ class _Queue:
 
 
 async def test_each_202_counts_at_once_and_a_refusal_recounts() -> None:
-    async def accept(request: web.Request) -> web.Response:
-        return web.json_response({"status": "accepted"}, status=202)
-
     journal = _Queue()
-    app = web.Application(middlewares=[queue_cap])
-    app[ADMISSION] = admission = Admission(max_queued=2, recount_s=0.0)
-    app[JOURNAL] = journal  # type: ignore[assignment]
-    app[METRICS] = Metrics()
-    app[AUDIT] = audit_to(trail := io.BytesIO())
-    app[AUTHENTICATOR] = BearerAuth("a-token-for-the-audit-line")
-    app.router.add_post("/webhooks/cxone", accept)
-    async with TestClient(TestServer(app)) as client:
-        # Accepting costs no query; the cap counts the burst itself.
-        assert (await client.post("/webhooks/cxone")).status == 202
-        assert (await client.post("/webhooks/cxone")).status == 202
-        assert admission.queued == 2 and admission.full and journal.asked == 0
-        # Refusing first asks the journal: both still wait, so 503.
-        journal.count = 2
-        resp = await client.post("/webhooks/cxone")
-        assert resp.status == 503 and resp.headers["Retry-After"] == "5"
-        assert await resp.json() == {"error": "unavailable", "reason": "queue full"}
-        assert b'"reason":"queue full"' in trail.getvalue() and journal.asked == 1
-        # A worker took one: the next webhook is let in at once.
-        journal.count = 1
-        assert (await client.post("/webhooks/cxone")).status == 202
-        assert admission.queued == 2 and journal.asked == 2
-    # After an accept the next refusal must recount; then, within recount_s and
-    # with nothing accepted since, refusals reuse that count (a flood is not a
-    # COUNT per request).
-    admission.recount_s = 60.0
+    admission = Admission(max_queued=2, recount_s=0.0)
+    admission.accepted()
+    admission.accepted()
+    # Accepting costs no query; the cap counts the burst itself.
+    assert admission.full and journal.asked == 0
     journal.count = 2
-    await admission.recount(journal)  # type: ignore[arg-type]
-    assert journal.asked == 3 and admission.full
-    journal.count = 0
-    await admission.recount(journal)  # type: ignore[arg-type]
-    assert journal.asked == 3 and admission.full
+    assert await queue_full(admission, journal)  # type: ignore[arg-type]
+    assert journal.asked == 1
+    journal.count = 1  # a worker took one: let in at once
+    assert not await queue_full(admission, journal)  # type: ignore[arg-type]
+    # Within recount_s and with nothing accepted since, a refusal reuses the
+    # count (a flood is not a COUNT per request); an accept forces a recount.
+    admission.recount_s = 60.0
+    admission.queued, journal.count = 2, 0
+    assert await queue_full(admission, journal)  # type: ignore[arg-type]
+    asked = journal.asked
+    assert await queue_full(admission, journal) and journal.asked == asked  # type: ignore[arg-type]
+    admission.accepted()
+    assert not await queue_full(admission, journal)  # type: ignore[arg-type]
+    assert journal.asked == asked + 1
+
+
+async def test_a_stranger_learns_nothing_of_a_full_queue(tmp_path: Path) -> None:
+    """Peer and credential checks come first: only a caller who may post hears "full"."""
+    async with ingress(tmp_path, "bearer", streams={"max_queued": 1}) as ing:
+        body = completed("rec-1")
+        assert (await ing.post(body, credentials("bearer", body)))[0] == 202
+        body = completed("rec-2")
+        status, doc, _ = await ing.post(body, credentials("bearer", body))
+        assert (status, doc["reason"]) == (503, "queue full")
+        wrong = {"Authorization": "Bearer not-the-token-0123456789", **JSON}
+        assert (await ing.post(body, wrong))[0] == 401
 
 
 async def test_queue_full_answers_503_then_accepts_below_the_cap(

@@ -383,3 +383,20 @@ async def test_fetch_a_genesys_recording_names_its_conversation(tmp_path: Path) 
         doc = orjson.loads(out)
         assert doc["state"] == "completed"
         assert Path(doc["path"]).read_bytes() == gsim.body("r-cli", "OGG_OPUS")
+
+
+async def test_fetch_that_cannot_open_its_audit_file_takes_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+    cfg = str(write_config(tmp_path, FAKE_SIM, audit={"path": str(blocker / "audit.ndjson")}))
+    journal = SqliteJournal(tmp_path / "state" / "journal.sqlite3")
+    await journal.open()
+    await journal.close()
+    code, out, err = await _cli("fetch", "--config", cfg, "rec-x")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    ops = SqliteJournalOps(journal := SqliteJournal(tmp_path / "state" / "journal.sqlite3"))
+    await journal.open()
+    try:
+        assert await ops.job("rec-x") is None  # never taken, so never left "running"
+    finally:
+        await journal.close()

@@ -29,7 +29,7 @@ from cxstream.fetcher.publish import Publisher
 from cxstream.fetcher.sources import make_source
 from cxstream.fetcher.transport import make_session
 from cxstream.ingress.auth import AUTHENTICATOR, authenticator_for
-from cxstream.ingress.backpressure import ADMISSION, Admission, queue_cap
+from cxstream.ingress.backpressure import ADMISSION, Admission
 from cxstream.ingress.webhook import never_500, receive
 from cxstream.journal import Journal, JournalError, WakesWorkers, build_journal
 from cxstream.keys import (
@@ -72,7 +72,7 @@ async def _journal_ctx(app: web.Application) -> AsyncIterator[None]:
     except JournalError as exc:
         await journal.close()
         raise StartError(f"journal: {exc}") from None
-    app[AUDIT].info("journal.opened", path=getattr(journal, "location", ""), requeued=requeued)
+    app[AUDIT].info("journal.opened", path=journal.location, requeued=requeued)
     app[JOURNAL] = journal
     yield
     await journal.close()
@@ -200,7 +200,7 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_app(config: Config, audit: AuditLog, metrics: Metrics) -> web.Application:
-    app = web.Application(middlewares=[metrics.timed(), never_500, queue_cap])
+    app = web.Application(middlewares=[metrics.timed(), never_500])
     app[CONFIG] = config
     app[AUDIT] = audit
     app[METRICS] = metrics

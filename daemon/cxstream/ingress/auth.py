@@ -26,7 +26,7 @@ from cxstream.config import IPNetwork, WebhookConfig
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Headers = CIMultiDictProxy[str]
 
-_WEBHOOK_ID = re.compile(r"[\x21-\x7e]{1,256}")
+WEBHOOK_ID = re.compile(r"[\x21-\x7e]{1,256}")
 _SIGNATURE = re.compile(r"v\d+,[A-Za-z0-9+/=]+( v\d+,[A-Za-z0-9+/=]+)*")
 REALM = "cxstream"
 
@@ -69,7 +69,7 @@ class StandardWebhooksAuth:
         sig = headers.get("webhook-signature")
         if not wid or not ts or not sig:
             return Denied("missing signature headers")
-        if not _WEBHOOK_ID.fullmatch(wid):
+        if not WEBHOOK_ID.fullmatch(wid):
             return Denied("malformed webhook-id")
         if not ts.isascii() or not ts.isdigit():
             return Denied("malformed webhook-timestamp")

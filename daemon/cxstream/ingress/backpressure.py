@@ -7,8 +7,9 @@ second, and again when a webhook would be refused (at most every
 worker takes a job, without a COUNT for every refused request of a flood.
 The cap holds up to the webhooks in flight at the same moment.
 
-A middleware rather than a line in the handler: the webhook's own checks
-stay where they are, and the refusal costs no body read and no signature check.
+The webhook asks after its cheap refusals (peer, drain, type, a credential in
+the headers) and before it reads a body: a stranger learns nothing of the
+queue, and a refusal costs no body read and no signature check.
 """
 
 from __future__ import annotations
@@ -19,11 +20,8 @@ import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from cxstream.ingress.webhook import _reject
 from cxstream.journal import Journal, JournalError
-from cxstream.keys import JOURNAL
 
 
 @dataclass
@@ -65,14 +63,9 @@ class Admission:
 ADMISSION = web.AppKey("admission", Admission)
 
 
-@web.middleware
-async def queue_cap(request: web.Request, handler: Handler) -> web.StreamResponse:
-    admission = request.app[ADMISSION]
-    if admission.full and request.method == "POST":
-        await admission.recount(request.app[JOURNAL])
-        if admission.full:
-            return _reject(request, 503, "queue full")
-    response = await handler(request)
-    if response.status == 202:
-        admission.accepted()
-    return response
+async def queue_full(admission: Admission, journal: Journal) -> bool:
+    """True when the cap is reached, after a fresh count if the last is stale."""
+    if not admission.full:
+        return False
+    await admission.recount(journal)
+    return admission.full

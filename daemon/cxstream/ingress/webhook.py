@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from datetime import UTC, datetime
 
@@ -19,12 +18,12 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from cxstream.ingress.auth import AUTHENTICATOR, Denied, client_address, peer_allowed
+from cxstream.ingress.auth import AUTHENTICATOR, WEBHOOK_ID, Denied, client_address, peer_allowed
+from cxstream.ingress.backpressure import ADMISSION, queue_full
 from cxstream.ingress.event import EventError, parse_event
 from cxstream.journal import Enqueued, JobRequest, JournalError
 from cxstream.keys import AUDIT, CONFIG, JOURNAL, LIFECYCLE, METRICS, POOL
 
-_WEBHOOK_ID = re.compile(r"[\x21-\x7e]{1,256}")
 RETRY_AFTER_S = "5"
 
 
@@ -65,7 +64,7 @@ def _unauthorized(request: web.Request, denied: Denied) -> web.Response:
 
 
 def _safe_id(value: str | None) -> str | None:
-    return value if value is not None and _WEBHOOK_ID.fullmatch(value) else None
+    return value if value is not None and WEBHOOK_ID.fullmatch(value) else None
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
@@ -124,6 +123,8 @@ async def receive(request: web.Request) -> web.Response:
     refused = _admit(request)
     if refused is not None:
         return refused
+    if await queue_full(app[ADMISSION], app[JOURNAL]):
+        return _reject(request, 503, "queue full")
     body = await _checked_body(request)
     if isinstance(body, web.Response):
         return body
@@ -176,6 +177,7 @@ async def _record(request: web.Request, job: JobRequest) -> web.Response:
         )
         return _json(200, status="duplicate")
     app[POOL].wake()
+    app[ADMISSION].accepted()
     metrics.webhooks.labels(outcome="accepted").inc()
     audit.info(
         "webhook.accepted",

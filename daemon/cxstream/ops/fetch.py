@@ -127,43 +127,29 @@ async def fetch(
         day=datetime.now(UTC).strftime("%Y/%m/%d"),
         scope="contact" if playback else "recording",
     )
-    taken = await ops.take(request)
-    if taken is JobState.RUNNING:
-        print(f"cxstream: {recording_id} is running in the daemon; see `jobs show`", file=err)
-        return 1
-    if taken is JobState.COMPLETED:
-        info = await ops.job(recording_id)
-        path = None if info is None or info.result is None else info.result.get("path")
-        print(f"cxstream: {recording_id} is already archived: {path}", file=err)
-        return 0
-    assert isinstance(taken, Job)
-    # As the daemon does at start: the roots exist (what is below them is the sink's).
-    for root in (local_root(cfg.storage), cfg.storage.state_dir):
-        root.mkdir(parents=True, exist_ok=True)
-    audit_file = None if cfg.audit.path == "-" else AuditFile(cfg.audit.path)
-    screen = _Screen(err, tty, audit_file)
-    metrics = Metrics()
-    audit = audit_to(screen, secrets)
+    # Everything that can fail before the job is ours, first: the roots exist (as
+    # the daemon makes them at start) and the audit file opens.
     try:
-        session = make_session(pool_size=4, connect_timeout_s=cfg.cxone.connect_timeout_s)
-        async with session, open_store(cfg.storage, audit) as store:
-            runner = make_runner(cfg, session, journal, audit, metrics, store=store)
-            runner.source = sized = _Sized(runner.source)
-            drawing = None
-            if tty:
-                drawing = asyncio.create_task(_progress(screen, metrics, sized, time.monotonic()))
-            try:
-                await runner.run(taken)
-            finally:
-                if drawing is not None:
-                    drawing.cancel()
-                screen.clear()
-    except StoreStartError as exc:
-        # Nothing was fetched: the job goes back to the queue as it was.
-        with contextlib.suppress(JournalError):
-            await journal.release(taken.id)
-        print(f"cxstream: storage: {exc}", file=err)
+        for root in (local_root(cfg.storage), cfg.storage.state_dir):
+            root.mkdir(parents=True, exist_ok=True)
+        audit_file = None if cfg.audit.path == "-" else AuditFile(cfg.audit.path)
+    except OSError as exc:
+        print(f"cxstream: {exc.filename or 'storage'}: {exc.strerror}", file=err)
         return 2
+    try:
+        taken = await ops.take(request)
+        if taken is JobState.RUNNING:
+            print(f"cxstream: {recording_id} is running in the daemon; see `jobs show`", file=err)
+            return 1
+        if taken is JobState.COMPLETED:
+            info = await ops.job(recording_id)
+            path = None if info is None or info.result is None else info.result.get("path")
+            print(f"cxstream: {recording_id} is already archived: {path}", file=err)
+            return 0
+        assert isinstance(taken, Job)
+        code = await _run_taken(cfg, journal, taken, audit_file, secrets, err, tty)
+        if code is not None:
+            return code
     finally:
         if audit_file is not None:
             audit_file.close()
@@ -181,6 +167,53 @@ async def fetch(
     else:
         print(f"failed {recording_id}: {info.error} after {info.attempts} attempt(s)", file=out)
     return 0 if info.state is JobState.COMPLETED else 1
+
+
+async def _run_taken(
+    cfg: Config,
+    journal: Journal,
+    taken: Job,
+    audit_file: AuditFile | None,
+    secrets: list[str],
+    err: TextIO,
+    tty: bool,
+) -> int | None:
+    """Run the job this process took; an exit status if it never ran, else None."""
+    screen = _Screen(err, tty, audit_file)
+    metrics = Metrics()
+    audit = audit_to(screen, secrets)
+    running = False
+    try:
+        session = make_session(pool_size=4, connect_timeout_s=cfg.cxone.connect_timeout_s)
+        async with session, open_store(cfg.storage, audit) as store:
+            runner = make_runner(cfg, session, journal, audit, metrics, store=store)
+            runner.source = sized = _Sized(runner.source)
+            drawing = None
+            if tty:
+                drawing = asyncio.create_task(_progress(screen, metrics, sized, time.monotonic()))
+            try:
+                running = True  # from here the runner hands the job back itself
+                await runner.run(taken)
+            finally:
+                if drawing is not None:
+                    drawing.cancel()
+                screen.clear()
+    except StoreStartError as exc:
+        await _give_back(journal, taken)
+        print(f"cxstream: storage: {exc}", file=err)
+        return 2
+    except BaseException:
+        if not running:
+            # Taken but never run (Ctrl-C, a session that would not open): back
+            # to the queue as it was, never left "running" until a restart.
+            await asyncio.shield(_give_back(journal, taken))
+        raise
+    return None
+
+
+async def _give_back(journal: Journal, taken: Job) -> None:
+    with contextlib.suppress(JournalError):
+        await journal.release(taken.id)
 
 
 class _Sized:
