@@ -201,3 +201,9 @@ async def test_a_stream_body_is_refused_by_a_contact_source(tmp_path: Path) -> N
         code, doc, _ = await ing.post(body, credentials("bearer", body))
         assert (code, doc) == (400, {"error": "data.contactId is required"})
         assert ing.jobs() == []
+
+
+def test_a_stream_contact_id_with_control_characters_is_refused() -> None:
+    doc = {"type": "recording.completed", "data": {"recordingId": "r-1", "contactId": "c\n7"}}
+    with pytest.raises(EventError, match="control characters"):
+        parse_event(doc, "msg-1", WHEN, "cxone-stream")

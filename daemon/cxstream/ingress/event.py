@@ -145,6 +145,9 @@ def parse_event(
         not isinstance(contact_id, str) or len(contact_id) > _MAX_CONTACT_ID
     ):
         raise EventError("data.contactId must be a string of at most 256 characters")
+    if contact_id is not None and not contact_id.isprintable():
+        # As for §8's ids: it reaches the journal, the sidecar and audit lines.
+        raise EventError("data.contactId must not contain control characters")
     codec = data.get("codec")
     if codec is not None and codec not in CODECS:
         raise EventError("data.codec must be 'opus' or 'pcm'")
